@@ -1,0 +1,173 @@
+//! Command handlers: validate, authorise, read the streams a decision needs, decide, append
+//! (with optimistic concurrency and idempotency) and enqueue.
+
+mod blocks;
+mod groups;
+mod messages;
+mod reads;
+mod register;
+
+use crate::idempotency::Idempotency;
+use crate::CommandError;
+use messaging_events::{
+    AppendError, AppendRequest, Clock, Event, EventStore, Limits, RecordedEvent, StreamId, UserId,
+    WorkQueue,
+};
+use messaging_projections::{Queries, ReadStore};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// How often a command re-reads and re-decides after losing an optimistic-concurrency race.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Everything the handlers need, built once by the driver.
+#[derive(Clone)]
+pub struct Dependencies {
+    /// The event store.
+    pub store: Arc<dyn EventStore>,
+    /// The read models (for the GET endpoints).
+    pub read: Arc<dyn ReadStore>,
+    /// Work for the direct-message processor.
+    pub direct_queue: Arc<dyn WorkQueue>,
+    /// Work for the group-message processor.
+    pub group_queue: Arc<dyn WorkQueue>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Input limits.
+    pub limits: Limits,
+}
+
+/// The handlers of every endpoint of the REST contract, independent of HTTP.
+#[derive(Clone)]
+pub struct CommandHandlers {
+    deps: Dependencies,
+    queries: Queries,
+}
+
+/// The result of one append attempt.
+enum Appended<T> {
+    /// Written (possibly nothing, for a no-op without idempotency key).
+    Committed(Vec<RecordedEvent>),
+    /// A stream moved since it was read: read and decide again.
+    Retry,
+    /// The idempotency key was used by a request that completed first.
+    Replayed(T),
+}
+
+impl CommandHandlers {
+    /// Handlers over the given ports.
+    pub fn new(deps: Dependencies) -> Self {
+        let queries = Queries::new(deps.read.clone());
+        Self { deps, queries }
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &Limits {
+        &self.deps.limits
+    }
+
+    /// Whether a user is registered (its stream has an event).
+    async fn user_exists(&self, user: UserId) -> Result<bool, CommandError> {
+        Ok(self
+            .deps
+            .store
+            .last_event(&StreamId::user(user))
+            .await?
+            .is_some())
+    }
+
+    /// Fails with 404 unless every user exists.
+    async fn require_users(&self, users: &[UserId]) -> Result<(), CommandError> {
+        for user in users {
+            if !self.user_exists(*user).await? {
+                return Err(CommandError::NotFound(format!("user {user} not found")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The current version of a stream and its newest event.
+    async fn head(&self, stream: &StreamId) -> Result<(u64, Option<Event>), CommandError> {
+        Ok(match self.deps.store.last_event(stream).await? {
+            Some(last) => (last.version, Some(last.event)),
+            None => (0, None),
+        })
+    }
+
+    /// A whole stream's events and its version.
+    async fn read(&self, stream: &StreamId) -> Result<(u64, Vec<Event>), CommandError> {
+        let events = self.deps.store.read_stream(stream, 0, None).await?;
+        let version = events.last().map_or(0, |e| e.version);
+        Ok((version, events.into_iter().map(|e| e.event).collect()))
+    }
+
+    /// The response stored for an idempotency key, if the request ran already.
+    async fn replayed<T: DeserializeOwned>(
+        &self,
+        idem: Option<&Idempotency>,
+    ) -> Result<Option<T>, CommandError> {
+        let Some(idem) = idem else { return Ok(None) };
+        match self.deps.store.get_claim(&idem.claim_key).await? {
+            Some(stored) => idem.replay(stored).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Appends `request` together with the idempotency record of `response`.
+    async fn commit<T: Serialize + DeserializeOwned>(
+        &self,
+        mut request: AppendRequest,
+        idem: Option<&Idempotency>,
+        response: &T,
+    ) -> Result<Appended<T>, CommandError> {
+        if let Some(idem) = idem {
+            request.claims.push(idem.claim(response)?);
+        }
+        if request.item_count() == 0 {
+            return Ok(Appended::Committed(Vec::new()));
+        }
+        match self.deps.store.append(request).await {
+            Ok(recorded) => Ok(Appended::Committed(recorded)),
+            Err(AppendError::Conflict { .. }) => {
+                back_off().await;
+                Ok(Appended::Retry)
+            }
+            Err(AppendError::ClaimTaken { key, existing })
+                if idem.is_some_and(|i| i.claim_key == key) =>
+            {
+                let idem = idem.ok_or_else(|| CommandError::Internal("no idempotency".into()))?;
+                idem.replay(existing).map(Appended::Replayed)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+}
+
+/// Parses an id field, naming the field in the error.
+fn parse_user(field: &str, text: &str) -> Result<UserId, CommandError> {
+    UserId::parse(text).ok_or_else(|| CommandError::Invalid(format!("{field} is not a valid id")))
+}
+
+/// The caller may only act as themselves.
+fn require_self(actor: UserId, claimed: UserId, field: &str) -> Result<(), CommandError> {
+    if actor == claimed {
+        Ok(())
+    } else {
+        Err(CommandError::Forbidden(format!(
+            "{field} must be the authenticated user"
+        )))
+    }
+}
+
+/// A short random pause after a lost race, so that contenders spread out instead of
+/// colliding again in lockstep.
+async fn back_off() {
+    let micros = rand::random_range(0..2_000u64);
+    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+}
+
+/// The error after every attempt lost a concurrency race.
+fn contended() -> CommandError {
+    CommandError::Unavailable("too much contention; retry".into())
+}

@@ -1,0 +1,151 @@
+//! Test-only in-memory event store and queue with the ports' semantics, for unit tests of the
+//! handlers and processors without I/O. The real adapters have their own tests.
+
+use async_trait::async_trait;
+use messaging_events::{
+    AppendError, AppendRequest, EventStore, QueueError, QueueMessage, RecordedEvent, StoreError,
+    StreamId, Timestamp, WorkItem, WorkQueue,
+};
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Default)]
+struct State {
+    streams: BTreeMap<StreamId, Vec<RecordedEvent>>,
+    claims: BTreeMap<String, Value>,
+    log: Vec<RecordedEvent>,
+}
+
+/// Events in maps behind a mutex.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    /// Every event in append order.
+    pub fn log(&self) -> Vec<RecordedEvent> {
+        self.state.lock().expect("lock").log.clone()
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
+        request.validate()?;
+        let mut state = self.state.lock().expect("lock");
+        let version =
+            |s: &State, stream: &StreamId| s.streams.get(stream).map_or(0, Vec::len) as u64;
+        for append in &request.appends {
+            if version(&state, &append.stream) != append.expected_version {
+                return Err(AppendError::Conflict {
+                    stream: append.stream.clone(),
+                });
+            }
+        }
+        for check in &request.checks {
+            if version(&state, &check.stream) != check.version {
+                return Err(AppendError::Conflict {
+                    stream: check.stream.clone(),
+                });
+            }
+        }
+        for claim in &request.claims {
+            if let Some(existing) = state.claims.get(&claim.key) {
+                return Err(AppendError::ClaimTaken {
+                    key: claim.key.clone(),
+                    existing: existing.clone(),
+                });
+            }
+        }
+        let mut written = Vec::new();
+        for append in request.appends {
+            for (i, new) in append.events.into_iter().enumerate() {
+                let recorded = RecordedEvent {
+                    stream: append.stream.clone(),
+                    version: append.expected_version + 1 + i as u64,
+                    event_id: new.event_id,
+                    recorded_at: Timestamp(state.log.len() as i64),
+                    event: new.event,
+                };
+                state
+                    .streams
+                    .entry(append.stream.clone())
+                    .or_default()
+                    .push(recorded.clone());
+                state.log.push(recorded.clone());
+                written.push(recorded);
+            }
+        }
+        for claim in request.claims {
+            state.claims.insert(claim.key, claim.value);
+        }
+        Ok(written)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        to_version: Option<u64>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let state = self.state.lock().expect("lock");
+        Ok(state
+            .streams
+            .get(stream)
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|e| {
+                        e.version > after_version && to_version.is_none_or(|to| e.version <= to)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn last_event(&self, stream: &StreamId) -> Result<Option<RecordedEvent>, StoreError> {
+        let state = self.state.lock().expect("lock");
+        Ok(state.streams.get(stream).and_then(|e| e.last().cloned()))
+    }
+
+    async fn get_claim(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        Ok(self.state.lock().expect("lock").claims.get(key).cloned())
+    }
+}
+
+/// A FIFO queue without visibility timeouts: received items are simply taken.
+#[derive(Default)]
+pub struct MemoryQueue {
+    items: Mutex<VecDeque<WorkItem>>,
+}
+
+impl MemoryQueue {
+    /// Takes everything queued.
+    pub fn drain(&self) -> Vec<WorkItem> {
+        self.items.lock().expect("lock").drain(..).collect()
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemoryQueue {
+    async fn enqueue(&self, items: Vec<WorkItem>) -> Result<(), QueueError> {
+        self.items.lock().expect("lock").extend(items);
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        _max: usize,
+        _visibility: Duration,
+    ) -> Result<Vec<QueueMessage>, QueueError> {
+        Ok(Vec::new())
+    }
+
+    async fn ack(&self, _receipts: Vec<String>) -> Result<(), QueueError> {
+        Ok(())
+    }
+}

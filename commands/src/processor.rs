@@ -1,0 +1,221 @@
+//! The delivery processors: given accepted work from a queue, decide against the state pinned
+//! at acceptance and append deliveries and the outcome. Idempotent: a redelivered item finds
+//! its outcome (or its per-recipient deliveries) already recorded and adds nothing.
+
+use crate::decide::delivery::{decide_direct, decide_group, Delivery};
+use crate::decide::{BlockersState, GroupState};
+use messaging_events::{
+    AppendError, AppendRequest, Claim, Event, EventStore, GroupId, MessageId, NewEvent, StoreError,
+    StreamAppend, StreamId, Timestamp, UserId, WorkItem,
+};
+use serde_json::json;
+use std::sync::Arc;
+
+/// How often one delivery re-reads an inbox after losing a race for its next position.
+const MAX_ATTEMPTS: usize = 32;
+
+/// Why a work item was not processed; the item stays on the queue and is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The store failed; retry later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An append failed for a reason other than a race.
+    #[error("append failed: {0}")]
+    Append(AppendError),
+    /// Too many concurrent deliveries to one inbox; retry later.
+    #[error("inbox {0} is contended")]
+    Contended(StreamId),
+    /// The item is not a sent message; it can never succeed.
+    #[error("not a message: {0}")]
+    NotAMessage(String),
+}
+
+impl ProcessError {
+    /// Whether retrying can help (otherwise the item belongs in a dead-letter queue).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, ProcessError::NotAMessage(_))
+    }
+}
+
+/// The message as every recipient gets it.
+struct Message {
+    message_id: MessageId,
+    sender: UserId,
+    receiver: Option<UserId>,
+    group_id: Option<GroupId>,
+    text: String,
+    sent_at: Timestamp,
+}
+
+/// Decides and records delivery of direct and group messages.
+#[derive(Clone)]
+pub struct Processor {
+    store: Arc<dyn EventStore>,
+}
+
+impl Processor {
+    /// A processor over the event store.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self { store }
+    }
+
+    /// Processes one accepted message.
+    pub async fn handle(&self, item: &WorkItem) -> Result<(), ProcessError> {
+        let sent = &item.sent;
+        let message_id = match &sent.event {
+            Event::DirectMessageSent { message_id, .. }
+            | Event::GroupMessageSent { message_id, .. } => *message_id,
+            other => return Err(ProcessError::NotAMessage(other.type_name().into())),
+        };
+        if self
+            .store
+            .last_event(&StreamId::message(message_id))
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        match &sent.event {
+            Event::DirectMessageSent {
+                sender,
+                receiver,
+                text,
+                sent_at,
+                blocks_version,
+                ..
+            } => {
+                let blockers = self.blockers(*sender, *blocks_version).await?;
+                let message = Message {
+                    message_id,
+                    sender: *sender,
+                    receiver: Some(*receiver),
+                    group_id: None,
+                    text: text.clone(),
+                    sent_at: *sent_at,
+                };
+                self.settle(&message, decide_direct(&blockers, *receiver))
+                    .await
+            }
+            Event::GroupMessageSent {
+                sender,
+                group_id,
+                text,
+                sent_at,
+                group_version,
+                blocks_version,
+                ..
+            } => {
+                let group_events = self
+                    .store
+                    .read_stream(&StreamId::group(*group_id), 0, Some(*group_version))
+                    .await?;
+                let group = GroupState::from_events(group_events.iter().map(|e| &e.event));
+                let blockers = self.blockers(*sender, *blocks_version).await?;
+                let message = Message {
+                    message_id,
+                    sender: *sender,
+                    receiver: None,
+                    group_id: Some(*group_id),
+                    text: text.clone(),
+                    sent_at: *sent_at,
+                };
+                self.settle(&message, decide_group(&group, &blockers, *sender))
+                    .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The sender's blockers as of the pinned version.
+    async fn blockers(&self, sender: UserId, version: u64) -> Result<BlockersState, StoreError> {
+        let events = self
+            .store
+            .read_stream(&StreamId::blocks_of(sender), 0, Some(version))
+            .await?;
+        Ok(BlockersState::from_events(events.iter().map(|e| &e.event)))
+    }
+
+    /// Delivers to every recipient, then records the outcome that ends the work.
+    async fn settle(&self, message: &Message, delivery: Delivery) -> Result<(), ProcessError> {
+        let outcome = match delivery {
+            Delivery::Rejected(reason) => {
+                tracing::info!(message_id = %message.message_id, ?reason, "message rejected");
+                Event::MessageRejected {
+                    message_id: message.message_id,
+                    reason,
+                }
+            }
+            Delivery::To {
+                recipients,
+                withheld,
+            } => {
+                for recipient in &recipients {
+                    self.deliver(message, *recipient).await?;
+                }
+                Event::MessageDispatched {
+                    message_id: message.message_id,
+                    delivered: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
+                    withheld,
+                }
+            }
+        };
+        let request = AppendRequest::single(
+            StreamId::message(message.message_id),
+            0,
+            vec![NewEvent::new(outcome)],
+        );
+        match self.store.append(request).await {
+            // A concurrent duplicate recorded the same outcome first.
+            Ok(_) | Err(AppendError::Conflict { .. }) => Ok(()),
+            Err(other) => Err(ProcessError::Append(other)),
+        }
+    }
+
+    /// Appends the message to one inbox at its next position, once: the delivery claim
+    /// de-duplicates redeliveries and concurrent duplicates.
+    async fn deliver(&self, message: &Message, recipient: UserId) -> Result<(), ProcessError> {
+        let claim_key = format!("delivery:{}:{}", message.message_id, recipient);
+        if self.store.get_claim(&claim_key).await?.is_some() {
+            return Ok(());
+        }
+        let inbox = StreamId::inbox(recipient);
+        for _ in 0..MAX_ATTEMPTS {
+            let position = self
+                .store
+                .last_event(&inbox)
+                .await?
+                .map_or(0, |e| e.version);
+            let request = AppendRequest {
+                appends: vec![StreamAppend {
+                    stream: inbox.clone(),
+                    expected_version: position,
+                    events: vec![NewEvent::new(Event::MessageDelivered {
+                        message_id: message.message_id,
+                        recipient,
+                        sender: message.sender,
+                        receiver: message.receiver,
+                        group_id: message.group_id,
+                        text: message.text.clone(),
+                        sent_at: message.sent_at,
+                    })],
+                }],
+                checks: Vec::new(),
+                claims: vec![Claim {
+                    key: claim_key.clone(),
+                    value: json!({ "position": position + 1 }),
+                }],
+            };
+            match self.store.append(request).await {
+                Ok(_) => {
+                    tracing::debug!(message_id = %message.message_id, recipient_id = %recipient, position = position + 1, "delivered");
+                    return Ok(());
+                }
+                Err(AppendError::ClaimTaken { .. }) => return Ok(()),
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(other) => return Err(ProcessError::Append(other)),
+            }
+        }
+        Err(ProcessError::Contended(inbox))
+    }
+}

@@ -1,0 +1,518 @@
+//! Handler and processor tests over the in-memory ports: given events (through commands),
+//! when a command or a (re)delivery happens, then these events exist.
+
+use crate::memory_store::{MemoryQueue, MemoryStore};
+use crate::*;
+use async_trait::async_trait;
+use messaging_events::{
+    Event, GroupId, Limits, RejectionReason, StreamId, SystemClock, Timestamp, UserId, WorkItem,
+};
+use messaging_projections::{
+    HistoryEntry, InboxEntry, PendingWork, ReadModelChange, ReadStore, ReadStoreError,
+};
+use std::sync::Arc;
+
+/// The handlers under test never reach the read side in these tests.
+struct NoReads;
+
+#[async_trait]
+impl ReadStore for NoReads {
+    async fn apply(&self, _: &[ReadModelChange]) -> Result<(), ReadStoreError> {
+        Ok(())
+    }
+    async fn inbox_after(
+        &self,
+        _: UserId,
+        _: u64,
+        _: usize,
+    ) -> Result<Vec<InboxEntry>, ReadStoreError> {
+        Ok(Vec::new())
+    }
+    async fn history_after(
+        &self,
+        _: UserId,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Vec<HistoryEntry>, ReadStoreError> {
+        Ok(Vec::new())
+    }
+    async fn read_marker(&self, _: UserId) -> Result<u64, ReadStoreError> {
+        Ok(0)
+    }
+    async fn group_members(&self, _: GroupId) -> Result<Option<Vec<UserId>>, ReadStoreError> {
+        Ok(None)
+    }
+    async fn blocked_by(&self, _: UserId) -> Result<Vec<UserId>, ReadStoreError> {
+        Ok(Vec::new())
+    }
+    async fn pending_before(
+        &self,
+        _: Timestamp,
+        _: usize,
+    ) -> Result<Vec<PendingWork>, ReadStoreError> {
+        Ok(Vec::new())
+    }
+}
+
+struct Harness {
+    store: Arc<MemoryStore>,
+    direct: Arc<MemoryQueue>,
+    group: Arc<MemoryQueue>,
+    handlers: CommandHandlers,
+    processor: Processor,
+}
+
+fn harness() -> Harness {
+    let store = Arc::new(MemoryStore::default());
+    let direct = Arc::new(MemoryQueue::default());
+    let group = Arc::new(MemoryQueue::default());
+    let handlers = CommandHandlers::new(Dependencies {
+        store: store.clone(),
+        read: Arc::new(NoReads),
+        direct_queue: direct.clone(),
+        group_queue: group.clone(),
+        clock: Arc::new(SystemClock),
+        limits: Limits::default(),
+    });
+    let processor = Processor::new(store.clone());
+    Harness {
+        store,
+        direct,
+        group,
+        handlers,
+        processor,
+    }
+}
+
+impl Harness {
+    async fn user(&self) -> UserId {
+        let registered = self
+            .handlers
+            .register(Register::default(), None)
+            .await
+            .expect("registers");
+        let user = self
+            .handlers
+            .authenticate(&registered.token)
+            .await
+            .expect("token works");
+        assert_eq!(user.to_string(), registered.user_id);
+        user
+    }
+
+    async fn send(&self, from: UserId, to: UserId, text: &str) -> String {
+        let body = SendMessage {
+            sender_id: from.to_string(),
+            receiver_id: to.to_string(),
+            message: text.into(),
+        };
+        self.handlers
+            .send_message(from, body, None)
+            .await
+            .expect("accepted")
+            .message_id
+    }
+
+    async fn block(&self, blocker: UserId, blocked: UserId) {
+        let body = BlockUser {
+            user_id: blocker.to_string(),
+            blocked_user_id: blocked.to_string(),
+        };
+        self.handlers
+            .block_user(blocker, body, None)
+            .await
+            .expect("blocked");
+    }
+
+    async fn process_all(&self) {
+        for item in self.direct.drain().into_iter().chain(self.group.drain()) {
+            self.processor.handle(&item).await.expect("processed");
+        }
+    }
+
+    /// Texts delivered to `user`, in inbox order.
+    fn inbox(&self, user: UserId) -> Vec<String> {
+        self.store
+            .log()
+            .into_iter()
+            .filter(|e| e.stream == StreamId::inbox(user))
+            .filter_map(|e| match e.event {
+                Event::MessageDelivered { text, .. } => Some(text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
+        self.store.log().iter().filter(|e| pred(&e.event)).count()
+    }
+}
+
+#[tokio::test]
+async fn given_a_block_when_the_blocked_user_sends_then_the_message_is_accepted_but_rejected() {
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    h.block(a, b).await;
+    h.send(b, a, "hello?").await;
+    h.process_all().await;
+    assert!(h.inbox(a).is_empty());
+    assert_eq!(
+        h.count(|e| matches!(
+            e,
+            Event::MessageRejected {
+                reason: RejectionReason::Blocked,
+                ..
+            }
+        )),
+        1
+    );
+    // Directional: a still reaches b.
+    h.send(a, b, "hi b").await;
+    h.process_all().await;
+    assert_eq!(h.inbox(b), vec!["hi b"]);
+}
+
+#[tokio::test]
+async fn given_a_message_accepted_before_the_block_then_it_is_still_delivered() {
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    h.send(b, a, "before").await;
+    h.block(a, b).await;
+    h.send(b, a, "after").await;
+    h.process_all().await;
+    assert_eq!(h.inbox(a), vec!["before"]);
+}
+
+#[tokio::test]
+async fn given_an_unblock_then_later_messages_are_delivered() {
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    h.block(a, b).await;
+    h.send(b, a, "blocked").await;
+    let body = BlockUser {
+        user_id: a.to_string(),
+        blocked_user_id: b.to_string(),
+    };
+    h.handlers
+        .unblock_user(a, body, None)
+        .await
+        .expect("unblocked");
+    h.send(b, a, "welcome back").await;
+    h.process_all().await;
+    assert_eq!(h.inbox(a), vec!["welcome back"]);
+}
+
+#[tokio::test]
+async fn given_a_redelivered_or_duplicated_item_then_it_is_delivered_once() {
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    h.send(a, b, "once").await;
+    let items = h.direct.drain();
+    assert_eq!(items.len(), 1);
+    // Sequential redelivery, then two concurrent duplicates.
+    h.processor.handle(&items[0]).await.expect("first");
+    h.processor.handle(&items[0]).await.expect("redelivery");
+    let (x, y) = tokio::join!(h.processor.handle(&items[0]), h.processor.handle(&items[0]));
+    x.expect("duplicate");
+    y.expect("duplicate");
+    assert_eq!(h.inbox(b), vec!["once"]);
+    assert_eq!(h.count(|e| matches!(e, Event::MessageDispatched { .. })), 1);
+}
+
+#[tokio::test]
+async fn given_concurrent_duplicates_of_a_group_message_then_each_member_gets_it_once() {
+    let h = harness();
+    let (admin, m1, m2) = (h.user().await, h.user().await, h.user().await);
+    let group = create_group(&h, admin, &[m1, m2]).await;
+    send_group(&h, admin, group, "hey").await.expect("accepted");
+    let item = h.group.drain().remove(0);
+    let (x, y, z) = tokio::join!(
+        h.processor.handle(&item),
+        h.processor.handle(&item),
+        h.processor.handle(&item)
+    );
+    x.and(y).and(z).expect("processed");
+    assert_eq!(h.inbox(m1), vec!["hey"]);
+    assert_eq!(h.inbox(m2), vec!["hey"]);
+    assert!(
+        h.inbox(admin).is_empty(),
+        "the sender does not receive their own message"
+    );
+}
+
+async fn create_group(h: &Harness, admin: UserId, members: &[UserId]) -> GroupId {
+    let body = CreateGroup {
+        group_name: "friends".into(),
+        creator_id: admin.to_string(),
+        members: members.iter().map(ToString::to_string).collect(),
+    };
+    let created = h
+        .handlers
+        .create_group(admin, body, None)
+        .await
+        .expect("created");
+    GroupId::parse(&created.group_id).expect("an id")
+}
+
+async fn send_group(
+    h: &Harness,
+    from: UserId,
+    group: GroupId,
+    text: &str,
+) -> Result<Accepted, CommandError> {
+    let body = SendGroupMessage {
+        sender_id: from.to_string(),
+        group_id: group.to_string(),
+        message: text.into(),
+    };
+    h.handlers.send_group_message(from, body, None).await
+}
+
+async fn membership(
+    h: &Harness,
+    actor: UserId,
+    group: GroupId,
+    user: UserId,
+    add: bool,
+) -> Result<Done, CommandError> {
+    let body = GroupMember {
+        group_id: group.to_string(),
+        user_id: user.to_string(),
+    };
+    if add {
+        h.handlers.add_user_to_group(actor, body, None).await
+    } else {
+        h.handlers.remove_user_from_group(actor, body, None).await
+    }
+}
+
+#[tokio::test]
+async fn group_messages_follow_membership_as_of_acceptance() {
+    let h = harness();
+    let (admin, early, late) = (h.user().await, h.user().await, h.user().await);
+    let group = create_group(&h, admin, &[early]).await;
+    send_group(&h, admin, group, "one").await.expect("accepted");
+    // Added after "one" was accepted, even though "one" is processed later.
+    membership(&h, admin, group, late, true)
+        .await
+        .expect("added");
+    send_group(&h, admin, group, "two").await.expect("accepted");
+    membership(&h, admin, group, early, false)
+        .await
+        .expect("removed");
+    send_group(&h, admin, group, "three")
+        .await
+        .expect("accepted");
+    h.process_all().await;
+    assert_eq!(h.inbox(early), vec!["one", "two"]);
+    assert_eq!(h.inbox(late), vec!["two", "three"]);
+    // The removed member may no longer send.
+    assert!(matches!(
+        send_group(&h, early, group, "let me in").await,
+        Err(CommandError::Forbidden(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_group_message_skips_members_who_block_the_sender() {
+    let h = harness();
+    let (admin, blocker, other) = (h.user().await, h.user().await, h.user().await);
+    let group = create_group(&h, admin, &[blocker, other]).await;
+    h.block(blocker, admin).await;
+    send_group(&h, admin, group, "hello all")
+        .await
+        .expect("accepted");
+    send_group(&h, blocker, group, "from the blocker")
+        .await
+        .expect("accepted");
+    h.process_all().await;
+    assert!(h.inbox(blocker).is_empty());
+    assert_eq!(h.inbox(other), vec!["hello all", "from the blocker"]);
+    assert_eq!(h.inbox(admin), vec!["from the blocker"]);
+}
+
+#[tokio::test]
+async fn membership_commands_check_roles() {
+    let h = harness();
+    let (admin, member, outsider) = (h.user().await, h.user().await, h.user().await);
+    let group = create_group(&h, admin, &[member]).await;
+    assert!(matches!(
+        membership(&h, member, group, outsider, true).await,
+        Err(CommandError::Forbidden(_))
+    ));
+    assert!(matches!(
+        membership(&h, member, group, admin, false).await,
+        Err(CommandError::Forbidden(_))
+    ));
+    assert!(matches!(
+        membership(&h, admin, group, admin, false).await,
+        Err(CommandError::Conflict(_))
+    ));
+    assert!(matches!(
+        send_group(&h, outsider, group, "x").await,
+        Err(CommandError::Forbidden(_))
+    ));
+    assert!(matches!(
+        membership(&h, admin, GroupId::new_random(), member, true).await,
+        Err(CommandError::NotFound(_))
+    ));
+    membership(&h, member, group, member, false)
+        .await
+        .expect("a member may leave");
+}
+
+#[tokio::test]
+async fn creating_a_group_with_an_unknown_member_writes_nothing() {
+    let h = harness();
+    let admin = h.user().await;
+    let before = h.store.log().len();
+    let body = CreateGroup {
+        group_name: "g".into(),
+        creator_id: admin.to_string(),
+        members: vec![UserId::new_random().to_string()],
+    };
+    assert!(matches!(
+        h.handlers.create_group(admin, body, None).await,
+        Err(CommandError::NotFound(_))
+    ));
+    assert_eq!(h.store.log().len(), before);
+}
+
+#[tokio::test]
+async fn refused_sends_write_nothing() {
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    let before = h.store.log().len();
+    let send = |sender: UserId, receiver: String, message: String| SendMessage {
+        sender_id: sender.to_string(),
+        receiver_id: receiver,
+        message,
+    };
+    let cases = vec![
+        (b, send(a, b.to_string(), "impersonation".into())),
+        (
+            a,
+            send(a, UserId::new_random().to_string(), "unknown".into()),
+        ),
+        (a, send(a, "not-an-id".into(), "malformed".into())),
+        (a, send(a, b.to_string(), String::new())),
+        (a, send(a, b.to_string(), "x".repeat(4097))),
+    ];
+    let mut codes = Vec::new();
+    for (actor, body) in cases {
+        codes.push(
+            h.handlers
+                .send_message(actor, body, None)
+                .await
+                .expect_err("refused")
+                .status(),
+        );
+    }
+    assert_eq!(codes, vec![403, 404, 400, 400, 413]);
+    assert_eq!(h.store.log().len(), before);
+    assert!(h.direct.drain().is_empty());
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_returns_the_same_response_and_writes_nothing() {
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    let body = || SendMessage {
+        sender_id: a.to_string(),
+        receiver_id: b.to_string(),
+        message: "once".into(),
+    };
+    let first = h
+        .handlers
+        .send_message(a, body(), Some("key-1"))
+        .await
+        .expect("accepted");
+    let events = h.store.log().len();
+    let again = h
+        .handlers
+        .send_message(a, body(), Some("key-1"))
+        .await
+        .expect("replayed");
+    assert_eq!(first, again);
+    assert_eq!(h.store.log().len(), events);
+    let mut other = body();
+    other.message = "different".into();
+    assert!(matches!(
+        h.handlers.send_message(a, other, Some("key-1")).await,
+        Err(CommandError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_idempotent_registration_returns_the_same_working_token() {
+    let h = harness();
+    let first = h
+        .handlers
+        .register(Register::default(), Some("reg-1"))
+        .await
+        .expect("registered");
+    let again = h
+        .handlers
+        .register(Register::default(), Some("reg-1"))
+        .await
+        .expect("replayed");
+    assert_eq!(first, again);
+    assert_eq!(h.count(|e| matches!(e, Event::UserRegistered { .. })), 1);
+    let user = h
+        .handlers
+        .authenticate(&again.token)
+        .await
+        .expect("token works");
+    assert_eq!(user.to_string(), first.user_id);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_tokens_are_unauthenticated() {
+    let h = harness();
+    h.user().await;
+    for token in [
+        "",
+        "nope",
+        &crate::auth::encode_token(&crate::auth::new_token()),
+    ] {
+        assert_eq!(
+            h.handlers.authenticate(token).await,
+            Err(CommandError::Unauthenticated)
+        );
+    }
+}
+
+#[tokio::test]
+async fn one_senders_messages_get_increasing_send_times() {
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    for i in 0..20 {
+        h.send(a, b, &i.to_string()).await;
+    }
+    let times: Vec<Timestamp> = h
+        .store
+        .log()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::DirectMessageSent { sent_at, .. } => Some(sent_at),
+            _ => None,
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test]
+async fn the_sweep_item_is_processed_like_the_original() {
+    // A work item re-enqueued by the sweep is the same recorded event; processing it after
+    // the original changes nothing.
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    h.send(a, b, "x").await;
+    let item: WorkItem = h.direct.drain().remove(0);
+    h.processor.handle(&item).await.expect("processed");
+    let copy = WorkItem {
+        sent: item.sent.clone(),
+    };
+    h.processor.handle(&copy).await.expect("processed again");
+    assert_eq!(h.inbox(b).len(), 1);
+}

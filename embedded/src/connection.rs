@@ -1,0 +1,59 @@
+//! Opening SQLite connections with the settings durability depends on.
+
+use crate::schema::Schema;
+use crate::EmbeddedError;
+use rusqlite::Connection;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a statement waits for a lock held by another connection before giving up with
+/// `SQLITE_BUSY` (reported as unavailable, so the caller retries).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the single writing connection of a database file, creating the file and its tables.
+pub(crate) fn open_writer(path: &Path, schema: &Schema) -> Result<Connection, EmbeddedError> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    let mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(EmbeddedError::Setup(format!(
+            "{}: journal_mode is {mode}, WAL is required",
+            path.display()
+        )));
+    }
+    migrate(&conn, path, schema)?;
+    Ok(conn)
+}
+
+/// Opens a connection that only reads; WAL lets it read while the writer commits.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, EmbeddedError> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<(), EmbeddedError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // FULL syncs the WAL on every commit: an acknowledged write survives a power cut.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn migrate(conn: &Connection, path: &Path, schema: &Schema) -> Result<(), EmbeddedError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > schema.version {
+        return Err(EmbeddedError::SchemaFromTheFuture {
+            path: path.to_path_buf(),
+            found,
+            known: schema.version,
+        });
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {} PRAGMA user_version = {}; COMMIT;",
+        schema.ddl, schema.version
+    ))?;
+    Ok(())
+}

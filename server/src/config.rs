@@ -1,0 +1,233 @@
+//! Configuration of the local server, read once from the environment at startup.
+
+use messaging_events::Limits;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where to listen, where to keep data, and the limits and timings the server runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to bind; port 0 picks a free port (the `listening on` line tells which).
+    pub addr: SocketAddr,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// The REST contract's limits.
+    pub limits: Limits,
+    /// How old unsettled accepted work must be before the sweep enqueues it again.
+    pub sweep_after: Duration,
+}
+
+/// A configuration value that cannot be used; the server refuses to start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub name: &'static str,
+    /// What it was set to.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Every environment variable the server reads, with its meaning, for `--help`.
+pub const ENV_HELP: &[(&str, &str)] = &[
+    (
+        "MESSAGING_ADDR",
+        "address to listen on (default 127.0.0.1:8080)",
+    ),
+    (
+        "MESSAGING_DATA_DIR",
+        "directory of the embedded store (default ./data)",
+    ),
+    (
+        "MESSAGING_BACKEND",
+        "storage backend: embedded (default; the only one this server runs)",
+    ),
+    (
+        "MESSAGING_SWEEP_AFTER_SECS",
+        "age in seconds of unsettled accepted work before it is enqueued again (default 30)",
+    ),
+    (
+        "MESSAGING_MAX_MESSAGE_BYTES",
+        "largest message text in bytes (default 4096)",
+    ),
+    (
+        "MESSAGING_MAX_BODY_BYTES",
+        "largest request body in bytes (default 65536)",
+    ),
+    (
+        "MESSAGING_MAX_GROUP_NAME_CHARS",
+        "longest group name in characters (default 128)",
+    ),
+    (
+        "MESSAGING_MAX_GROUP_MEMBERS",
+        "most members of a group (default 1000)",
+    ),
+    (
+        "MESSAGING_MAX_PAGE_SIZE",
+        "largest page of messages (default 100)",
+    ),
+    ("RUST_LOG", "log filter (default info); logs go to stderr"),
+    ("MESSAGING_LOG_FORMAT", "set to json for JSON log lines"),
+];
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        // An empty variable is treated as unset: `FOO= cmd` is a common way to clear one.
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+
+        if let Some(backend) = get("MESSAGING_BACKEND") {
+            if backend.trim() != "embedded" {
+                return Err(ConfigError {
+                    name: "MESSAGING_BACKEND",
+                    value: backend,
+                    reason: "this server runs only the embedded backend".into(),
+                });
+            }
+        }
+
+        let addr = match get("MESSAGING_ADDR") {
+            Some(value) => parse("MESSAGING_ADDR", &value)?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
+        let data_dir = get("MESSAGING_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let sweep_after_secs: u64 = positive(&get, "MESSAGING_SWEEP_AFTER_SECS", 30)?;
+
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_message_bytes: positive(
+                &get,
+                "MESSAGING_MAX_MESSAGE_BYTES",
+                defaults.max_message_bytes,
+            )?,
+            max_body_bytes: positive(&get, "MESSAGING_MAX_BODY_BYTES", defaults.max_body_bytes)?,
+            max_group_name_chars: positive(
+                &get,
+                "MESSAGING_MAX_GROUP_NAME_CHARS",
+                defaults.max_group_name_chars,
+            )?,
+            max_group_members: positive(
+                &get,
+                "MESSAGING_MAX_GROUP_MEMBERS",
+                defaults.max_group_members,
+            )?,
+            max_page_size: positive(&get, "MESSAGING_MAX_PAGE_SIZE", defaults.max_page_size)?,
+            ..defaults
+        };
+
+        Ok(Config {
+            addr,
+            data_dir,
+            limits,
+            sweep_after: Duration::from_secs(sweep_after_secs),
+        })
+    }
+}
+
+fn parse<T: FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| ConfigError {
+        name,
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A positive integer, because zero would disable a limit or make a loop spin.
+fn positive<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialEq + Default,
+    T::Err: std::fmt::Display,
+{
+    let Some(value) = get(name) else {
+        return Ok(default);
+    };
+    let parsed: T = parse(name, &value)?;
+    if parsed == T::default() {
+        return Err(ConfigError {
+            name,
+            value,
+            reason: "must be greater than zero".into(),
+        });
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn given_no_variables_then_the_documented_defaults_apply() {
+        let got = config(&[]).unwrap();
+        assert_eq!(got.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(got.data_dir, PathBuf::from("./data"));
+        assert_eq!(got.limits, Limits::default());
+        assert_eq!(got.sweep_after, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn given_variables_then_they_are_used() {
+        let got = config(&[
+            ("MESSAGING_ADDR", "0.0.0.0:0"),
+            ("MESSAGING_DATA_DIR", "/tmp/x"),
+            ("MESSAGING_SWEEP_AFTER_SECS", "5"),
+            ("MESSAGING_MAX_BODY_BYTES", "1024"),
+            ("MESSAGING_BACKEND", "embedded"),
+        ])
+        .unwrap();
+        assert_eq!(got.addr, "0.0.0.0:0".parse().unwrap());
+        assert_eq!(got.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(got.sweep_after, Duration::from_secs(5));
+        assert_eq!(got.limits.max_body_bytes, 1024);
+    }
+
+    #[test]
+    fn given_bad_values_then_startup_is_refused_naming_the_variable() {
+        for (name, value) in [
+            ("MESSAGING_ADDR", "localhost"),
+            ("MESSAGING_ADDR", "127.0.0.1:99999"),
+            ("MESSAGING_SWEEP_AFTER_SECS", "0"),
+            ("MESSAGING_SWEEP_AFTER_SECS", "-1"),
+            ("MESSAGING_SWEEP_AFTER_SECS", "soon"),
+            ("MESSAGING_MAX_PAGE_SIZE", "0"),
+            ("MESSAGING_BACKEND", "dynamodb"),
+        ] {
+            let error = config(&[(name, value)]).unwrap_err();
+            assert_eq!(error.name, name);
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn given_an_empty_variable_then_it_counts_as_unset() {
+        let got = config(&[("MESSAGING_ADDR", ""), ("MESSAGING_DATA_DIR", " ")]).unwrap();
+        assert_eq!(got.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(got.data_dir, PathBuf::from("./data"));
+    }
+}

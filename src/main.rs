@@ -1,0 +1,108 @@
+//! `messaging`: the command-line entry point of the messaging backend.
+
+use messaging_server::{Config, ENV_HELP};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+const SUBCOMMANDS: &[(&str, &str)] = &[
+    (
+        "serve",
+        "serve the REST API on the embedded store (the default)",
+    ),
+    ("help", "print this help"),
+];
+
+fn usage() -> String {
+    let mut text = String::from(
+        "messaging: an event-sourced messaging backend\n\nUsage: messaging [SUBCOMMAND]\n\nSubcommands:\n",
+    );
+    for (name, what) in SUBCOMMANDS {
+        text.push_str(&format!("  {name:<8} {what}\n"));
+    }
+    text.push_str("\nEnvironment:\n");
+    for (name, what) in ENV_HELP {
+        text.push_str(&format!("  {name:<32} {what}\n"));
+    }
+    text
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["serve"] => serve(),
+        ["help"] | ["--help"] | ["-h"] => {
+            print!("{}", usage());
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("unknown arguments: {}\n\n{}", other.join(" "), usage());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    init_logging();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        messaging_server::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "server failed");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr: stdout carries only the `listening on` line.
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let json = std::env::var("MESSAGING_LOG_FORMAT").is_ok_and(|format| format == "json");
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM. The handlers are installed before serving starts,
+/// so a signal arriving early is not lost.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down");
+    })
+}
