@@ -8,15 +8,15 @@ use crate::state::AppState;
 use crate::views::{HistoryJson, NewMessagesJson};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use tower_http::catch_panic::CatchPanicLayer;
 use messaging_commands::{
     Accepted, BlockUser, CreateGroup, Done, GetAllMessages, GetNewMessages, GroupCreatedResponse,
     GroupMember, Register, Registered, SendGroupMessage, SendMessage,
 };
 use serde_json::{json, Value};
+use tower_http::catch_panic::CatchPanicLayer;
 
 /// The API's router over `state`, with body limit, problem responses and request context.
 pub fn router(state: AppState) -> Router {
@@ -36,7 +36,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         // A bug in one handler answers 500 as a problem instead of dropping the connection.
-        .layer(CatchPanicLayer::custom(|_| Problem::internal().into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            Problem::internal().into_response()
+        }))
         .layer(middleware::from_fn(problem_guard))
         .layer(middleware::from_fn(request_context))
         .with_state(state)

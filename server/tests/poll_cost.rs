@@ -49,7 +49,11 @@ async fn project_everything(embedded: &Embedded) {
         };
         let events: Vec<_> = records.into_iter().map(|r| r.event).collect();
         projector.handle(&events).await.expect("projected");
-        embedded.events.commit("test", last).await.expect("committed");
+        embedded
+            .events
+            .commit("test", last)
+            .await
+            .expect("committed");
     }
 }
 

@@ -1,0 +1,17 @@
+//! End-to-end tests of the `messaging` binary over its REST API.
+//!
+//! Every test starts its own server (on a fresh temporary data directory, a
+//! random port) and speaks HTTP to it, so tests run in parallel.
+
+mod auth;
+mod bad_input;
+mod blocks;
+mod crash;
+mod groups;
+mod happy_path;
+mod helpers;
+mod idempotency;
+mod large_history;
+mod new_messages;
+mod pagination;
+mod restart;
