@@ -2,20 +2,12 @@
 //! together with the projector, processor and sweep loops, on the embedded store.
 
 mod config;
-mod extract;
-mod fallback;
-mod problem;
-mod request_context;
-mod routes;
 mod state;
-mod views;
 mod workers;
 
 pub use config::{Config, ConfigError, ENV_HELP};
-pub use problem::{Problem, PROBLEM_JSON};
-pub use request_context::X_REQUEST_ID;
-pub use routes::router;
-pub use state::AppState;
+pub use messaging_http::{router, AppState, Problem, PROBLEM_JSON, X_REQUEST_ID};
+pub use state::embedded_state;
 pub use workers::{WorkerDeps, Workers, PROJECTOR_CONSUMER};
 
 use anyhow::Context;
@@ -48,7 +40,7 @@ pub async fn run(
         })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let started_at = clock.now();
-    let state = AppState::embedded(&embedded, clock.clone(), config.limits);
+    let state = embedded_state(&embedded, clock.clone(), config.limits);
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

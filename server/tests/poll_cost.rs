@@ -10,7 +10,7 @@ use messaging_events::{
     SystemClock, Timestamp, UserId,
 };
 use messaging_projections::Projector;
-use messaging_server::AppState;
+use messaging_server::embedded_state;
 use std::sync::Arc;
 
 /// Appends `count` deliveries to the user's inbox, 100 per atomic append.
@@ -61,7 +61,7 @@ async fn project_everything(embedded: &Embedded) {
 async fn a_poll_reads_one_page_whatever_the_history() {
     let dir = tempfile::tempdir().expect("tempdir");
     let embedded = Embedded::open(dir.path()).expect("opened");
-    let state = AppState::embedded(&embedded, Arc::new(SystemClock), Limits::default());
+    let state = embedded_state(&embedded, Arc::new(SystemClock), Limits::default());
     let handlers = state.handlers;
     let registered = handlers
         .register(Register::default(), None)

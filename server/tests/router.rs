@@ -6,7 +6,7 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use messaging_embedded::Embedded;
 use messaging_events::{Clock, Limits, SystemClock};
-use messaging_server::{router, worker_deps, AppState, Config, Workers, PROBLEM_JSON};
+use messaging_server::{embedded_state, router, worker_deps, Config, Workers, PROBLEM_JSON};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let embedded = Embedded::open(dir.path()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = router(AppState::embedded(&embedded, clock, Limits::default()));
+    let app = router(embedded_state(&embedded, clock, Limits::default()));
     Harness {
         app,
         embedded,

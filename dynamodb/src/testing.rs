@@ -1,0 +1,47 @@
+//! Helpers for tests against moto server. `./scripts/test` installs moto in a virtual
+//! environment, starts it on a free port and exports `MESSAGING_TEST_MOTO_ENDPOINT`; a test that
+//! needs moto and does not find it fails loudly instead of skipping.
+
+use crate::{AwsClients, ResourceNames};
+use aws_config::{BehaviorVersion, Region};
+
+/// The variable that carries moto's endpoint.
+pub const MOTO_ENDPOINT_VAR: &str = "MESSAGING_TEST_MOTO_ENDPOINT";
+
+/// moto's endpoint; panics with instructions when it is not set.
+pub fn moto_endpoint() -> String {
+    std::env::var(MOTO_ENDPOINT_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{MOTO_ENDPOINT_VAR} is not set: run the tests with ./scripts/test, which installs \
+             and starts moto server (or start one and export {MOTO_ENDPOINT_VAR}=http://127.0.0.1:PORT)"
+        )
+    })
+}
+
+/// The environment variables a child process (the server binary) needs to talk to moto.
+pub fn moto_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+    ]
+}
+
+/// SDK clients pointed at moto with dummy credentials.
+pub async fn moto_clients() -> AwsClients {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await;
+    AwsClients::from_config(&config)
+}
+
+/// Resource names unique to one test, so tests share one moto server without interfering.
+pub fn unique_names() -> ResourceNames {
+    ResourceNames::new(format!("t{}-", uuid::Uuid::new_v4().simple()))
+}

@@ -1,0 +1,16 @@
+//! The REST API: extraction and validation of requests, one command handler per endpoint,
+//! RFC 9457 problem responses and request ids. Drivers (the local server, the HTTP Lambda)
+//! serve this router; it knows nothing of where the ports are implemented.
+
+mod extract;
+mod fallback;
+mod problem;
+mod request_context;
+mod routes;
+mod state;
+mod views;
+
+pub use problem::{Problem, PROBLEM_JSON};
+pub use request_context::X_REQUEST_ID;
+pub use routes::router;
+pub use state::AppState;
