@@ -180,7 +180,7 @@ impl Processor {
             return Ok(());
         }
         let inbox = StreamId::inbox(recipient);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let position = self
                 .store
                 .last_event(&inbox)
@@ -212,7 +212,12 @@ impl Processor {
                     return Ok(());
                 }
                 Err(AppendError::ClaimTaken { .. }) => return Ok(()),
-                Err(AppendError::Conflict { .. }) => continue,
+                Err(AppendError::Conflict { .. }) => {
+                    // Spread concurrent deliveries to one inbox instead of colliding again.
+                    let micros = rand::random_range(0..1_000 * (attempt as u64 + 1).min(20));
+                    tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+                    continue;
+                }
                 Err(other) => return Err(ProcessError::Append(other)),
             }
         }

@@ -1,3 +1,4 @@
+use crate::RequestCounter;
 use aws_config::BehaviorVersion;
 
 /// The names of every table and queue, derived from one prefix so that several stacks (or
@@ -67,6 +68,24 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             streams: aws_sdk_dynamodbstreams::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+        }
+    }
+
+    /// Clients whose every request is counted by `counter`.
+    pub fn counted(config: &aws_config::SdkConfig, counter: &RequestCounter) -> Self {
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build();
+        let streams = aws_sdk_dynamodbstreams::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build();
+        let sqs = aws_sdk_sqs::config::Builder::from(config)
+            .interceptor(counter.clone())
+            .build();
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            streams: aws_sdk_dynamodbstreams::Client::from_conf(streams),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs),
         }
     }
 }

@@ -3,8 +3,33 @@
 //! DynamoDB Streams, and the work queues on SQS. Table and queue names come from a prefix.
 
 mod config;
+mod error;
+mod event_item;
+mod event_store;
+mod event_tables;
+mod queues;
+mod read_error;
+mod read_store;
+mod read_tables;
+mod request_counter;
+mod sqs_queue;
+mod stream_poller;
 
 pub use config::{AwsClients, ResourceNames};
+pub use error::DynamoError;
+pub use event_item::{EventItem, ItemError};
+pub use event_store::DynamoEventStore;
+pub use event_tables::{checkpoints_table, create_event_tables};
+pub use queues::{
+    create_queues, dead_letter_queue_name, queue_urls, QueueUrls, MAX_RECEIVE_COUNT,
+    VISIBILITY_TIMEOUT_SECS,
+};
+pub use read_error::ReadError;
+pub use read_store::DynamoReadStore;
+pub use read_tables::{create_read_tables, read_table_names};
+pub use request_counter::RequestCounter;
+pub use sqs_queue::SqsQueue;
+pub use stream_poller::{StreamBatch, StreamPoller};
 
 #[cfg(feature = "testing")]
 pub mod testing;

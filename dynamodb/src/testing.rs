@@ -2,7 +2,7 @@
 //! environment, starts it on a free port and exports `MESSAGING_TEST_MOTO_ENDPOINT`; a test that
 //! needs moto and does not find it fails loudly instead of skipping.
 
-use crate::{AwsClients, ResourceNames};
+use crate::{AwsClients, RequestCounter, ResourceNames};
 use aws_config::{BehaviorVersion, Region};
 
 /// The variable that carries moto's endpoint.
@@ -30,15 +30,24 @@ pub fn moto_env() -> Vec<(&'static str, String)> {
 
 /// SDK clients pointed at moto with dummy credentials.
 pub async fn moto_clients() -> AwsClients {
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    AwsClients::from_config(&moto_config().await)
+}
+
+/// SDK clients pointed at moto whose requests `counter` counts.
+pub async fn moto_clients_counted(counter: &RequestCounter) -> AwsClients {
+    AwsClients::counted(&moto_config().await, counter)
+}
+
+/// The SDK configuration for moto.
+pub async fn moto_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(moto_endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "testing", "testing", None, None, "moto",
         ))
         .load()
-        .await;
-    AwsClients::from_config(&config)
+        .await
 }
 
 /// Resource names unique to one test, so tests share one moto server without interfering.

@@ -17,6 +17,22 @@ pub struct Config {
     pub limits: Limits,
     /// How old unsettled accepted work must be before the sweep enqueues it again.
     pub sweep_after: Duration,
+    /// Where events, read models and queues live.
+    pub backend: Backend,
+}
+
+/// The storage backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite files in `data_dir`, in-process queues and change feed.
+    Embedded,
+    /// DynamoDB, DynamoDB Streams and SQS, through the AWS SDK's standard configuration.
+    DynamoDb {
+        /// Prefix of every table and queue name.
+        table_prefix: String,
+        /// Create missing tables, streams and queues at startup (emulators, dev accounts).
+        create_resources: bool,
+    },
 }
 
 /// A configuration value that cannot be used; the server refuses to start.
@@ -43,7 +59,15 @@ pub const ENV_HELP: &[(&str, &str)] = &[
     ),
     (
         "MESSAGING_BACKEND",
-        "storage backend: embedded (default; the only one this server runs)",
+        "storage backend: embedded (default) or dynamodb (DynamoDB + Streams + SQS via the AWS SDK's standard variables: AWS_ENDPOINT_URL, AWS_REGION, credentials)",
+    ),
+    (
+        "MESSAGING_TABLE_PREFIX",
+        "dynamodb backend: prefix of every table and queue name (default messaging-)",
+    ),
+    (
+        "MESSAGING_CREATE_RESOURCES",
+        "dynamodb backend: 1 creates missing tables, streams and queues at startup",
     ),
     (
         "MESSAGING_SWEEP_AFTER_SECS",
@@ -84,15 +108,30 @@ impl Config {
         // An empty variable is treated as unset: `FOO= cmd` is a common way to clear one.
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
 
-        if let Some(backend) = get("MESSAGING_BACKEND") {
-            if backend.trim() != "embedded" {
+        let backend = match get("MESSAGING_BACKEND").as_deref().map(str::trim) {
+            None | Some("embedded") => Backend::Embedded,
+            Some("dynamodb") => Backend::DynamoDb {
+                table_prefix: get("MESSAGING_TABLE_PREFIX").unwrap_or_else(|| "messaging-".into()),
+                create_resources: match get("MESSAGING_CREATE_RESOURCES").as_deref() {
+                    None | Some("0") => false,
+                    Some("1") => true,
+                    Some(other) => {
+                        return Err(ConfigError {
+                            name: "MESSAGING_CREATE_RESOURCES",
+                            value: other.into(),
+                            reason: "expected 1 or 0".into(),
+                        })
+                    }
+                },
+            },
+            Some(other) => {
                 return Err(ConfigError {
                     name: "MESSAGING_BACKEND",
-                    value: backend,
-                    reason: "this server runs only the embedded backend".into(),
-                });
+                    value: other.into(),
+                    reason: "expected embedded or dynamodb".into(),
+                })
             }
-        }
+        };
 
         let addr = match get("MESSAGING_ADDR") {
             Some(value) => parse("MESSAGING_ADDR", &value)?,
@@ -130,6 +169,7 @@ impl Config {
             data_dir,
             limits,
             sweep_after: Duration::from_secs(sweep_after_secs),
+            backend,
         })
     }
 }
@@ -216,12 +256,30 @@ mod tests {
             ("MESSAGING_SWEEP_AFTER_SECS", "-1"),
             ("MESSAGING_SWEEP_AFTER_SECS", "soon"),
             ("MESSAGING_MAX_PAGE_SIZE", "0"),
-            ("MESSAGING_BACKEND", "dynamodb"),
+            ("MESSAGING_BACKEND", "postgres"),
         ] {
             let error = config(&[(name, value)]).unwrap_err();
             assert_eq!(error.name, name);
             assert!(error.to_string().contains(name), "{error}");
         }
+    }
+
+    #[test]
+    fn given_the_dynamodb_backend_then_its_prefix_and_creation_flag_are_read() {
+        let got = config(&[
+            ("MESSAGING_BACKEND", "dynamodb"),
+            ("MESSAGING_TABLE_PREFIX", "dev-"),
+            ("MESSAGING_CREATE_RESOURCES", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            got.backend,
+            Backend::DynamoDb {
+                table_prefix: "dev-".into(),
+                create_resources: true
+            }
+        );
+        assert_eq!(config(&[]).unwrap().backend, Backend::Embedded);
     }
 
     #[test]

@@ -1,19 +1,26 @@
 //! The local driver of the messaging backend: the REST API over axum, served from one process
 //! together with the projector, processor and sweep loops, on the embedded store.
 
+mod aws_workers;
 mod config;
 mod state;
 mod workers;
 
-pub use config::{Config, ConfigError, ENV_HELP};
+pub use aws_workers::{AwsWorkerDeps, AwsWorkers};
+pub use config::{Backend, Config, ConfigError, ENV_HELP};
 pub use messaging_http::{router, AppState, Problem, PROBLEM_JSON, X_REQUEST_ID};
 pub use state::embedded_state;
 pub use workers::{WorkerDeps, Workers, PROJECTOR_CONSUMER};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use messaging_commands::{Processor, Sweeper};
+use messaging_commands::{Dependencies, Processor, Sweeper};
+use messaging_dynamodb::{
+    create_event_tables, create_queues, create_read_tables, queue_urls, AwsClients,
+    DynamoEventStore, DynamoReadStore, ResourceNames, SqsQueue, StreamPoller,
+};
 use messaging_embedded::Embedded;
+use messaging_events::Timestamp;
 use messaging_events::{ChangeFeed, Clock, EventStore, SystemClock, WorkQueue};
 use messaging_projections::{Projector, ReadStore};
 use std::future::Future;
@@ -27,33 +34,22 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let data_dir = config.data_dir.clone();
-    // Opening does blocking file I/O and schema setup.
-    let embedded = tokio::task::spawn_blocking(move || Embedded::open(&data_dir))
-        .await
-        .context("opening the store")?
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "opening the store in {}: {error}",
-                config.data_dir.display()
-            )
-        })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let started_at = clock.now();
-    let state = embedded_state(&embedded, clock.clone(), config.limits);
+    let (state, workers) = match &config.backend {
+        Backend::Embedded => start_embedded(&config, clock, started_at).await?,
+        Backend::DynamoDb {
+            table_prefix,
+            create_resources,
+        } => start_dynamodb(&config, table_prefix, *create_resources, clock, started_at).await?,
+    };
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("binding {}", config.addr))?;
     let local_addr = listener.local_addr().context("reading the bound address")?;
-
-    let workers = Workers::start(worker_deps(&embedded, clock, started_at, &config));
     announce(local_addr);
-    tracing::info!(
-        addr = %local_addr,
-        data_dir = %config.data_dir.display(),
-        "serving"
-    );
+    tracing::info!(addr = %local_addr, backend = ?config.backend, "serving");
 
     // Small replies should leave at once instead of waiting on Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
@@ -69,6 +65,101 @@ pub async fn run(
     served.context("serving HTTP")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The background loops of either backend.
+enum Running {
+    Embedded(Workers),
+    DynamoDb(AwsWorkers),
+}
+
+impl Running {
+    async fn stop(self) {
+        match self {
+            Running::Embedded(workers) => workers.stop().await,
+            Running::DynamoDb(workers) => workers.stop().await,
+        }
+    }
+}
+
+/// Opens the embedded store and starts its loops.
+async fn start_embedded(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    started_at: Timestamp,
+) -> anyhow::Result<(AppState, Running)> {
+    let data_dir = config.data_dir.clone();
+    // Opening does blocking file I/O and schema setup.
+    let embedded = tokio::task::spawn_blocking(move || Embedded::open(&data_dir))
+        .await
+        .context("opening the store")?
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "opening the store in {}: {error}",
+                config.data_dir.display()
+            )
+        })?;
+    let state = embedded_state(&embedded, clock.clone(), config.limits);
+    let workers = Workers::start(worker_deps(&embedded, clock, started_at, config));
+    Ok((state, Running::Embedded(workers)))
+}
+
+/// Connects to DynamoDB and SQS (creating missing resources if asked) and starts the loops
+/// that stand in for the Lambda event source mappings.
+async fn start_dynamodb(
+    config: &Config,
+    table_prefix: &str,
+    create_resources: bool,
+    clock: Arc<dyn Clock>,
+    started_at: Timestamp,
+) -> anyhow::Result<(AppState, Running)> {
+    let clients = AwsClients::from_env().await;
+    let names = ResourceNames::new(table_prefix);
+    if create_resources {
+        create_event_tables(&clients, &names)
+            .await
+            .context("creating the event tables")?;
+        create_read_tables(&clients, &names)
+            .await
+            .context("creating the read tables")?;
+        create_queues(&clients, &names)
+            .await
+            .context("creating the queues")?;
+    }
+    let urls = queue_urls(&clients, &names)
+        .await
+        .context("finding the queues")?;
+    let store: Arc<dyn EventStore> = Arc::new(DynamoEventStore::new(&clients, &names));
+    let read: Arc<dyn ReadStore> = Arc::new(DynamoReadStore::new(&clients, &names));
+    let direct_queue: Arc<dyn WorkQueue> = Arc::new(SqsQueue::new(&clients, urls.direct));
+    let group_queue: Arc<dyn WorkQueue> = Arc::new(SqsQueue::new(&clients, urls.group));
+    let poller = StreamPoller::new(&clients, &names, PROJECTOR_CONSUMER)
+        .await
+        .context("opening the event table's stream")?;
+    let state = AppState::new(Dependencies {
+        store: store.clone(),
+        read: read.clone(),
+        direct_queue: direct_queue.clone(),
+        group_queue: group_queue.clone(),
+        clock: clock.clone(),
+        limits: config.limits,
+    });
+    let workers = AwsWorkers::start(AwsWorkerDeps {
+        poller,
+        projector: Projector::new(read.clone()),
+        processor: Arc::new(Processor::new(store)),
+        sweeper: Arc::new(Sweeper::new(
+            read,
+            direct_queue.clone(),
+            group_queue.clone(),
+        )),
+        direct_queue,
+        group_queue,
+        clock,
+        started_at,
+        sweep_after: config.sweep_after,
+    });
+    Ok((state, Running::DynamoDb(workers)))
 }
 
 /// The loops' inputs, taken from the embedded store's parts.

@@ -22,7 +22,7 @@ const QUEUE_BATCH: usize = 32;
 /// How long a received message stays hidden; a crash mid-batch redelivers after this.
 const VISIBILITY: Duration = Duration::from_secs(30);
 /// The longest an idle loop sleeps without a wake-up, in case a notification was missed.
-const IDLE_POLL: Duration = Duration::from_secs(1);
+pub(crate) const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Pause after a first failure before retrying; it doubles with each failure in a row.
 const BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between retries, so that a lasting fault neither spins nor floods the log.
@@ -33,7 +33,7 @@ const STARTUP_SWEEP_RETRY: Duration = Duration::from_secs(1);
 /// sender: a poison message must not stall a sender forever.
 const HOLD_BACK_RECEIVES: u32 = 5;
 /// How long stopping waits for a loop to finish its current batch before aborting it.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything the loops work on.
 pub struct WorkerDeps {
@@ -150,12 +150,12 @@ impl Workers {
 }
 
 /// Resolves when shutdown is signalled (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Sleeps for `duration` unless shutdown comes first; false means shutdown.
-async fn pause(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn pause(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(duration) => true,
         _ = stopped(stop) => false,
@@ -163,7 +163,7 @@ async fn pause(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 }
 
 /// Waits for `wake`, the idle timeout or shutdown; false means shutdown.
-async fn idle(wake: impl Future<Output = ()>, stop: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn idle(wake: impl Future<Output = ()>, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = wake => true,
         _ = tokio::time::sleep(IDLE_POLL) => true,
@@ -171,19 +171,19 @@ async fn idle(wake: impl Future<Output = ()>, stop: &mut watch::Receiver<bool>) 
     }
 }
 
-fn is_stopping(stop: &watch::Receiver<bool>) -> bool {
+pub(crate) fn is_stopping(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow()
 }
 
 /// Exponential backoff over consecutive failures.
 #[derive(Debug, Default)]
-struct Backoff {
+pub(crate) struct Backoff {
     failures: u32,
 }
 
 impl Backoff {
     /// The pause before the next retry.
-    fn next(&mut self) -> Duration {
+    pub(crate) fn next(&mut self) -> Duration {
         let pause = BACKOFF
             .saturating_mul(1 << self.failures.min(16))
             .min(MAX_BACKOFF);
@@ -192,7 +192,7 @@ impl Backoff {
     }
 
     /// Forgets past failures after a success.
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }
@@ -382,7 +382,7 @@ fn sender_of(sent: &RecordedEvent) -> Option<UserId> {
 /// work that no queue holds. Once the read models are caught up, everything accepted before
 /// this process started and still unsettled is enqueued again; after that, periodically,
 /// whatever has stayed unsettled for `sweep_after`.
-async fn sweep_loop(
+pub(crate) async fn sweep_loop(
     sweeper: Arc<Sweeper>,
     clock: Arc<dyn Clock>,
     started_at: Timestamp,

@@ -344,6 +344,7 @@ async fn a_sent_message_reaches_the_receiver_through_the_workers() {
         data_dir: h._dir.path().to_path_buf(),
         limits: Limits::default(),
         sweep_after: Duration::from_secs(30),
+        backend: messaging_server::Backend::Embedded,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let workers = Workers::start(worker_deps(

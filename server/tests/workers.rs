@@ -17,6 +17,7 @@ fn config(dir: &std::path::Path) -> Config {
         data_dir: dir.to_path_buf(),
         limits: Limits::default(),
         sweep_after: Duration::from_secs(30),
+        backend: messaging_server::Backend::Embedded,
     }
 }
 

@@ -268,6 +268,45 @@ pub struct AllPage {
     pub next_cursor: Option<String>,
 }
 
+/// The variable that selects the backend the suite runs against: unset or `embedded`, or
+/// `dynamodb` (DynamoDB + Streams + SQS on the moto server that `./scripts/test` starts).
+pub const BACKEND_VAR: &str = "MESSAGING_E2E_BACKEND";
+
+/// Whether this run drives the server on DynamoDB/SQS (moto) instead of the embedded store.
+pub fn backend_is_dynamodb() -> bool {
+    match std::env::var(BACKEND_VAR).as_deref() {
+        Err(_) | Ok("") | Ok("embedded") => false,
+        Ok("dynamodb") => true,
+        Ok(other) => panic!("{BACKEND_VAR}={other}: expected embedded or dynamodb"),
+    }
+}
+
+/// The server's environment for the DynamoDB backend on moto. The table prefix is derived
+/// from the data directory, so a restart on the same directory finds the same tables.
+fn dynamodb_env(dir: &Path) -> Vec<(String, String)> {
+    let endpoint = std::env::var("MESSAGING_TEST_MOTO_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "{BACKEND_VAR}=dynamodb needs MESSAGING_TEST_MOTO_ENDPOINT: run ./scripts/test, \
+             which installs and starts moto server"
+        )
+    });
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&dir, &mut hasher);
+    let prefix = format!("e2e{:016x}-", std::hash::Hasher::finish(&hasher));
+    [
+        ("MESSAGING_BACKEND", "dynamodb".to_string()),
+        ("MESSAGING_TABLE_PREFIX", prefix),
+        ("MESSAGING_CREATE_RESOURCES", "1".to_string()),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// A running `messaging` server (killed on drop).
 pub struct TestServer {
     pub base: String,
@@ -297,12 +336,17 @@ impl TestServer {
         // MESSAGING_E2E_BIN runs the suite against another build of the server.
         let bin = std::env::var("MESSAGING_E2E_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_messaging").to_string());
-        let mut child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .env("MESSAGING_ADDR", "127.0.0.1:0")
             .env("MESSAGING_DATA_DIR", dir)
             .env("MESSAGING_SWEEP_AFTER_SECS", "2")
             .env("MESSAGING_RATE_LIMIT_PER_MINUTE", "0")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn");
+        if backend_is_dynamodb() {
+            command.envs(dynamodb_env(dir));
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
