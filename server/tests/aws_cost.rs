@@ -61,21 +61,19 @@ async fn costs_with_history(history: u64) -> Costs {
     // The recipient's history: `history` delivered, projected and already read messages.
     let inbox = StreamId::inbox(recipient);
     let mut written: Vec<RecordedEvent> = Vec::new();
-    for start in (0..history).step_by(100) {
-        let events = (start..(start + 100).min(history))
-            .map(|i| {
-                NewEvent::new(Event::MessageDelivered {
-                    message_id: MessageId::new_random(),
-                    recipient,
-                    sender: UserId::new_random(),
-                    receiver: Some(recipient),
-                    group_id: None,
-                    text: format!("old {i}"),
-                    sent_at: Timestamp(i as i64),
-                })
-            })
-            .collect();
-        let request = AppendRequest::single(inbox.clone(), start, events);
+    // One event per append (a plain conditional PutItem): moto copies whole tables for every
+    // item of a TransactWriteItems, which makes large transactions crawl there.
+    for i in 0..history {
+        let event = NewEvent::new(Event::MessageDelivered {
+            message_id: MessageId::new_random(),
+            recipient,
+            sender: UserId::new_random(),
+            receiver: Some(recipient),
+            group_id: None,
+            text: format!("old {i}"),
+            sent_at: Timestamp(i as i64),
+        });
+        let request = AppendRequest::single(inbox.clone(), i, vec![event]);
         written.extend(store.append(request).await.expect("history appended"));
     }
     let read_up_to = AppendRequest::single(
