@@ -23,4 +23,4 @@ pub use store::{
     StreamAppend, VersionCheck, MAX_ITEMS_PER_APPEND, MAX_ITEM_BYTES,
 };
 pub use stored::{StoredEvent, UpcastError, CURRENT_SCHEMA_VERSION};
-pub use values::{DisplayName, GroupName, Limits, MessageText, ValueError};
+pub use values::{DisplayName, GroupName, LimitError, Limits, MessageText, ValueError};

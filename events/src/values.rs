@@ -32,6 +32,63 @@ impl Default for Limits {
     }
 }
 
+/// The environment variables that override the limits, with their fields.
+const LIMIT_VARIABLES: [&str; 5] = [
+    "MESSAGING_MAX_MESSAGE_BYTES",
+    "MESSAGING_MAX_BODY_BYTES",
+    "MESSAGING_MAX_GROUP_NAME_CHARS",
+    "MESSAGING_MAX_GROUP_MEMBERS",
+    "MESSAGING_MAX_PAGE_SIZE",
+];
+
+/// A limit variable that is not a positive integer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}={value:?}: {reason}")]
+pub struct LimitError {
+    /// The variable.
+    pub name: &'static str,
+    /// What it was set to.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl Limits {
+    /// The defaults, overridden by the `MESSAGING_MAX_*` variables that `lookup` finds; the one
+    /// reading of those variables that the local server and the Lambda functions share.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Limits, LimitError> {
+        let defaults = Limits::default();
+        let [message, body, group_name, group_members, page] = LIMIT_VARIABLES;
+        let get = |name: &'static str, default: usize| -> Result<usize, LimitError> {
+            let Some(value) = lookup(name).filter(|v| !v.trim().is_empty()) else {
+                return Ok(default);
+            };
+            match value.trim().parse::<usize>() {
+                // Zero would disable the endpoint the limit guards.
+                Ok(0) => Err(LimitError {
+                    name,
+                    value,
+                    reason: "must be greater than zero".into(),
+                }),
+                Ok(number) => Ok(number),
+                Err(error) => Err(LimitError {
+                    name,
+                    reason: error.to_string(),
+                    value,
+                }),
+            }
+        };
+        Ok(Limits {
+            max_message_bytes: get(message, defaults.max_message_bytes)?,
+            max_body_bytes: get(body, defaults.max_body_bytes)?,
+            max_group_name_chars: get(group_name, defaults.max_group_name_chars)?,
+            max_group_members: get(group_members, defaults.max_group_members)?,
+            max_page_size: get(page, defaults.max_page_size)?,
+            ..defaults
+        })
+    }
+}
+
 /// A value that breaks a limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
@@ -137,6 +194,23 @@ mod tests {
         ));
         // Bytes, not characters: 1366 three-byte characters are 4098 bytes.
         assert!(MessageText::parse("€".repeat(1366), &limits).is_err());
+    }
+
+    #[test]
+    fn limits_come_from_variables_or_defaults() {
+        assert_eq!(Limits::from_lookup(|_| None), Ok(Limits::default()));
+        let set = Limits::from_lookup(|name| {
+            (name == "MESSAGING_MAX_PAGE_SIZE").then(|| "7".to_string())
+        })
+        .expect("valid");
+        assert_eq!(set.max_page_size, 7);
+        for bad in ["0", "-1", "many"] {
+            let error = Limits::from_lookup(|name| {
+                (name == "MESSAGING_MAX_BODY_BYTES").then(|| bad.to_string())
+            })
+            .expect_err("refused");
+            assert_eq!(error.name, "MESSAGING_MAX_BODY_BYTES");
+        }
     }
 
     #[test]

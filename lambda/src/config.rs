@@ -16,7 +16,6 @@ use messaging_dynamodb::{
 };
 use messaging_events::{Limits, SystemClock};
 use messaging_projections::Projector;
-use std::str::FromStr;
 use std::sync::Arc;
 
 /// The variable holding the resource name prefix.
@@ -92,54 +91,15 @@ impl LambdaConfig {
                 })
             }
         };
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_message_bytes: positive(
-                &get,
-                "MESSAGING_MAX_MESSAGE_BYTES",
-                defaults.max_message_bytes,
-            )?,
-            max_body_bytes: positive(&get, "MESSAGING_MAX_BODY_BYTES", defaults.max_body_bytes)?,
-            max_group_name_chars: positive(
-                &get,
-                "MESSAGING_MAX_GROUP_NAME_CHARS",
-                defaults.max_group_name_chars,
-            )?,
-            max_group_members: positive(
-                &get,
-                "MESSAGING_MAX_GROUP_MEMBERS",
-                defaults.max_group_members,
-            )?,
-            max_page_size: positive(&get, "MESSAGING_MAX_PAGE_SIZE", defaults.max_page_size)?,
-            ..defaults
-        };
+        let limits = Limits::from_lookup(&lookup).map_err(|error| ConfigError {
+            name: error.name,
+            reason: format!("{:?}: {}", error.value, error.reason),
+        })?;
         Ok(LambdaConfig {
             names: ResourceNames::new(prefix),
             queue_urls,
             limits,
         })
-    }
-}
-
-/// A positive integer: zero would disable a limit.
-fn positive(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: usize,
-) -> Result<usize, ConfigError> {
-    let Some(value) = get(name) else {
-        return Ok(default);
-    };
-    match usize::from_str(&value) {
-        Ok(0) => Err(ConfigError {
-            name,
-            reason: "must be positive".into(),
-        }),
-        Ok(number) => Ok(number),
-        Err(error) => Err(ConfigError {
-            name,
-            reason: format!("{value:?} is not a number: {error}"),
-        }),
     }
 }
 

@@ -142,27 +142,11 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("./data"));
         let sweep_after_secs: u64 = positive(&get, "MESSAGING_SWEEP_AFTER_SECS", 30)?;
 
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_message_bytes: positive(
-                &get,
-                "MESSAGING_MAX_MESSAGE_BYTES",
-                defaults.max_message_bytes,
-            )?,
-            max_body_bytes: positive(&get, "MESSAGING_MAX_BODY_BYTES", defaults.max_body_bytes)?,
-            max_group_name_chars: positive(
-                &get,
-                "MESSAGING_MAX_GROUP_NAME_CHARS",
-                defaults.max_group_name_chars,
-            )?,
-            max_group_members: positive(
-                &get,
-                "MESSAGING_MAX_GROUP_MEMBERS",
-                defaults.max_group_members,
-            )?,
-            max_page_size: positive(&get, "MESSAGING_MAX_PAGE_SIZE", defaults.max_page_size)?,
-            ..defaults
-        };
+        let limits = Limits::from_lookup(&lookup).map_err(|error| ConfigError {
+            name: error.name,
+            value: error.value,
+            reason: error.reason,
+        })?;
 
         Ok(Config {
             addr,
