@@ -19,7 +19,7 @@ pub use requests::{
     Accepted, BlockUser, CreateGroup, Done, GetAllMessages, GetNewMessages, GroupCreatedResponse,
     GroupMember, NewMessages, Register, Registered, SendGroupMessage, SendMessage,
 };
-pub use sweep::Sweeper;
+pub use sweep::{Sweeper, SWEEP_PAGE};
 
 #[cfg(test)]
 mod memory_store;

@@ -8,7 +8,7 @@ use messaging_projections::ReadStore;
 use std::sync::Arc;
 
 /// Most pending messages re-enqueued per run.
-const PAGE: usize = 500;
+pub const SWEEP_PAGE: usize = 500;
 
 /// Re-enqueues stranded work.
 #[derive(Clone)]
@@ -35,7 +35,10 @@ impl Sweeper {
     /// Re-enqueues messages accepted before `accepted_before` that have no outcome yet;
     /// returns how many.
     pub async fn run_once(&self, accepted_before: Timestamp) -> Result<usize, CommandError> {
-        let pending = self.read.pending_before(accepted_before, PAGE).await?;
+        let pending = self
+            .read
+            .pending_before(accepted_before, SWEEP_PAGE)
+            .await?;
         let (mut direct, mut group) = (Vec::new(), Vec::new());
         for work in pending {
             let item = WorkItem { sent: work.sent };

@@ -5,18 +5,20 @@
 //! |---|---|---|
 //! | `MESSAGING_TABLE_PREFIX` | yes | prefix of every table and queue name (e.g. `messaging-prod-`) |
 //! | `MESSAGING_DIRECT_QUEUE_URL`, `MESSAGING_GROUP_QUEUE_URL` | no | the queues' URLs; when both are set no `GetQueueUrl` call is made |
+//! | `MESSAGING_SWEEP_AFTER_SECS` | no | the sweeper's age for "accepted but no outcome" (default 30) |
 //! | `MESSAGING_MAX_MESSAGE_BYTES`, `MESSAGING_MAX_BODY_BYTES`, `MESSAGING_MAX_GROUP_NAME_CHARS`, `MESSAGING_MAX_GROUP_MEMBERS`, `MESSAGING_MAX_PAGE_SIZE` | no | the REST contract's limits (defaults as on the local server) |
 //!
 //! The AWS SDK reads its own standard variables (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`).
 
 use anyhow::Context;
-use messaging_commands::{Dependencies, Processor};
+use messaging_commands::{Dependencies, Processor, Sweeper};
 use messaging_dynamodb::{
     queue_urls, AwsClients, DynamoEventStore, DynamoReadStore, QueueUrls, ResourceNames, SqsQueue,
 };
 use messaging_events::{Limits, SystemClock};
 use messaging_projections::Projector;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The variable holding the resource name prefix.
 pub const TABLE_PREFIX: &str = "MESSAGING_TABLE_PREFIX";
@@ -24,6 +26,10 @@ pub const TABLE_PREFIX: &str = "MESSAGING_TABLE_PREFIX";
 pub const DIRECT_QUEUE_URL: &str = "MESSAGING_DIRECT_QUEUE_URL";
 /// The variable holding the group queue's URL.
 pub const GROUP_QUEUE_URL: &str = "MESSAGING_GROUP_QUEUE_URL";
+/// The variable holding the sweeper's age threshold in seconds.
+pub const SWEEP_AFTER_SECS: &str = "MESSAGING_SWEEP_AFTER_SECS";
+/// The default of [`SWEEP_AFTER_SECS`], as on the local server.
+const DEFAULT_SWEEP_AFTER_SECS: u64 = 30;
 
 /// A function's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +40,8 @@ pub struct LambdaConfig {
     pub queue_urls: Option<QueueUrlOverride>,
     /// The REST contract's limits.
     pub limits: Limits,
+    /// How old accepted work without an outcome must be before the sweeper re-enqueues it.
+    pub sweep_after: Duration,
 }
 
 /// Queue URLs given in the environment.
@@ -95,10 +103,23 @@ impl LambdaConfig {
             name: error.name,
             reason: format!("{:?}: {}", error.value, error.reason),
         })?;
+        let sweep_after = match get(SWEEP_AFTER_SECS) {
+            None => DEFAULT_SWEEP_AFTER_SECS,
+            Some(value) => match value.parse::<u64>() {
+                Ok(secs) if secs > 0 => secs,
+                _ => {
+                    return Err(ConfigError {
+                        name: SWEEP_AFTER_SECS,
+                        reason: format!("{value:?}: must be a positive number of seconds"),
+                    })
+                }
+            },
+        };
         Ok(LambdaConfig {
             names: ResourceNames::new(prefix),
             queue_urls,
             limits,
+            sweep_after: Duration::from_secs(sweep_after),
         })
     }
 }
@@ -170,6 +191,14 @@ pub async fn aws_processor() -> anyhow::Result<Processor> {
     ))))
 }
 
+/// The sweeper over the read models' pending index and both queues (for the sweeper function),
+/// with the age threshold it runs with.
+pub async fn aws_sweeper() -> anyhow::Result<(Sweeper, Duration)> {
+    let ports = aws_ports().await?;
+    let sweeper = Sweeper::new(ports.read, ports.direct_queue, ports.group_queue);
+    Ok((sweeper, ports.config.sweep_after))
+}
+
 /// The projector over the DynamoDB read store (for the projector function).
 pub async fn aws_projector() -> anyhow::Result<Projector> {
     let (config, clients) = clients().await?;
@@ -209,6 +238,7 @@ mod tests {
         assert_eq!(config.names.events_table(), "messaging-prod-events");
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.queue_urls, None);
+        assert_eq!(config.sweep_after, Duration::from_secs(30));
     }
 
     #[test]
@@ -217,6 +247,7 @@ mod tests {
             (TABLE_PREFIX, "p-"),
             ("MESSAGING_MAX_PAGE_SIZE", "20"),
             ("MESSAGING_MAX_BODY_BYTES", "1024"),
+            (SWEEP_AFTER_SECS, "120"),
             (
                 DIRECT_QUEUE_URL,
                 "https://sqs.eu-west-1.amazonaws.com/1/p-direct.fifo",
@@ -229,6 +260,7 @@ mod tests {
         .expect("valid");
         assert_eq!(config.limits.max_page_size, 20);
         assert_eq!(config.limits.max_body_bytes, 1024);
+        assert_eq!(config.sweep_after, Duration::from_secs(120));
         assert_eq!(
             config.queue_urls.map(|urls| urls.group),
             Some("https://sqs.eu-west-1.amazonaws.com/1/p-group.fifo".to_string())
@@ -240,6 +272,8 @@ mod tests {
         for (name, value) in [
             ("MESSAGING_MAX_PAGE_SIZE", "0"),
             ("MESSAGING_MAX_MESSAGE_BYTES", "lots"),
+            (SWEEP_AFTER_SECS, "0"),
+            (SWEEP_AFTER_SECS, "soon"),
             (
                 DIRECT_QUEUE_URL,
                 "https://sqs.eu-west-1.amazonaws.com/1/p-direct.fifo",

@@ -6,6 +6,7 @@
 //! | `messaging-direct-processor` | SQS FIFO `direct.fifo` | [`handle_sqs_batch`] |
 //! | `messaging-group-processor` | SQS FIFO `group.fifo` | [`handle_sqs_batch`] |
 //! | `messaging-projector` | DynamoDB stream of the event table | [`handle_stream_batch`] |
+//! | `messaging-sweeper` | EventBridge schedule (every minute) | [`handle_sweep`] |
 //!
 //! The handlers take the domain's [`Processor`](messaging_commands::Processor) and
 //! [`Projector`](messaging_projections::Projector), which sit on the ports: they are tested over
@@ -16,6 +17,8 @@ pub mod config;
 pub mod logging;
 pub mod sqs;
 pub mod stream;
+pub mod sweep;
 
 pub use sqs::handle_sqs_batch;
 pub use stream::handle_stream_batch;
+pub use sweep::{handle_sweep, SweepReport};

@@ -6,3 +6,4 @@ mod helpers;
 mod http;
 mod sqs;
 mod stream;
+mod sweep;
