@@ -1,6 +1,6 @@
 //! `messaging`: the command-line entry point of the messaging backend.
 
-use messaging_server::{Config, ENV_HELP};
+use messaging_server::{Config, ReplayCommand, ReplayOutcome, ENV_HELP, REPLAY_USAGE};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -9,6 +9,10 @@ const SUBCOMMANDS: &[(&str, &str)] = &[
     (
         "serve",
         "serve the REST API on the embedded store (the default)",
+    ),
+    (
+        "replay",
+        "rebuild or verify the read models from the event log (messaging replay --help)",
     ),
     ("help", "print this help"),
 ];
@@ -36,6 +40,17 @@ fn main() -> ExitCode {
         .as_slice()
     {
         [] | ["serve"] => serve(),
+        ["replay", "--help"] | ["replay", "-h"] => {
+            print!("{REPLAY_USAGE}");
+            ExitCode::SUCCESS
+        }
+        ["replay", rest @ ..] => match ReplayCommand::parse(rest) {
+            Ok(command) => replay(&command),
+            Err(error) => {
+                eprintln!("error: {error}\n\n{REPLAY_USAGE}");
+                ExitCode::from(2)
+            }
+        },
         ["help"] | ["--help"] | ["-h"] => {
             print!("{}", usage());
             ExitCode::SUCCESS
@@ -43,6 +58,34 @@ fn main() -> ExitCode {
         other => {
             eprintln!("unknown arguments: {}\n\n{}", other.join(" "), usage());
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs `replay` with the same configuration as `serve`; exit status 1 when `--verify`
+/// finds differences or the replay fails.
+fn replay(command: &ReplayCommand) -> ExitCode {
+    init_logging();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(messaging_server::run_replay(&config, command)) {
+        Ok(ReplayOutcome::Ok) => ExitCode::SUCCESS,
+        Ok(ReplayOutcome::Differences) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,12 +1,16 @@
 //! The AWS adapter: the event store and claims on DynamoDB (conditional writes,
 //! `TransactWriteItems`), the read models on DynamoDB tables, the change feed read from
 //! DynamoDB Streams, and the work queues on SQS. Table and queue names come from a prefix.
+//! For replay, the event table read as a whole ([`DynamoEventLog`]) and the read models'
+//! generations ([`DynamoCatalog`]).
 
 mod config;
 mod error;
 mod event_item;
+mod event_log;
 mod event_store;
 mod event_tables;
+mod generations;
 mod queues;
 mod read_error;
 mod read_store;
@@ -18,8 +22,12 @@ mod stream_poller;
 pub use config::{AwsClients, ResourceNames};
 pub use error::DynamoError;
 pub use event_item::{EventItem, ItemError};
+pub use event_log::{DynamoEventLog, DEFAULT_SEGMENTS};
 pub use event_store::DynamoEventStore;
 pub use event_tables::{checkpoints_table, create_event_tables};
+pub use generations::{
+    create_generations_table, generation_names, generations_table, DynamoCatalog,
+};
 pub use queues::{
     create_queues, dead_letter_queue_name, queue_urls, QueueUrls, MAX_RECEIVE_COUNT,
     VISIBILITY_TIMEOUT_SECS,

@@ -80,6 +80,33 @@ pub fn read_table_names(names: &ResourceNames) -> Vec<String> {
     specs().iter().map(|spec| names.name(spec.suffix)).collect()
 }
 
+/// The key attributes (hash, range) of the read table `suffix`, for code that reads whole
+/// tables (the generations' dumps).
+pub(crate) fn key_attributes(suffix: &str) -> Option<(&'static str, Option<&'static str>)> {
+    specs()
+        .into_iter()
+        .find(|spec| spec.suffix == suffix)
+        .map(|spec| (spec.hash.0, spec.range.map(|range| range.0)))
+}
+
+/// Creates the table `name` with the string hash key `hash` and nothing else, if it is missing,
+/// and waits until it is usable: the same idempotent creation as the read tables, for the
+/// small tables beside them (the generation pointer).
+pub(crate) async fn create_keyed_table(
+    clients: &AwsClients,
+    name: &str,
+    hash: &'static str,
+) -> Result<(), ReadError> {
+    let spec = TableSpec {
+        // Only read tables are named by suffix; this one is named by the caller.
+        suffix: "",
+        hash: (hash, ScalarAttributeType::S),
+        range: None,
+        index: None,
+    };
+    ensure_table(&clients.dynamodb, name, &spec).await
+}
+
 /// Creates the missing read tables (on-demand capacity) and waits until every one is active;
 /// existing tables are left alone, so calling it again, or from several processes, is harmless.
 pub async fn create_read_tables(

@@ -13,6 +13,14 @@ pub enum EmbeddedError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file in the data directory could not be listed or removed.
+    #[error("{path}: {source}")]
+    File {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The database writer thread could not be started.
     #[error("cannot start the database writer thread: {0}")]
     Thread(std::io::Error),

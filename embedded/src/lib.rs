@@ -16,8 +16,10 @@ mod connection;
 mod convert;
 mod error;
 mod event_row;
+mod event_log;
 mod event_store;
 mod feed;
+mod generations;
 #[cfg(test)]
 mod query_plan;
 mod queue;
@@ -29,6 +31,7 @@ mod writer;
 
 pub use error::EmbeddedError;
 pub use event_store::EmbeddedEventStore;
+pub use generations::EmbeddedCatalog;
 pub use queue::EmbeddedQueue;
 pub use read_store::EmbeddedReadStore;
 

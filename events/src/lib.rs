@@ -8,6 +8,7 @@ mod clock;
 mod event;
 mod feed;
 mod ids;
+mod log;
 mod queue;
 mod store;
 mod stored;
@@ -17,6 +18,7 @@ pub use clock::{Clock, SystemClock, Timestamp};
 pub use event::{Event, RejectionReason};
 pub use feed::{ChangeFeed, FeedError, FeedRecord};
 pub use ids::{GroupId, MessageId, StreamId, UserId};
+pub use log::{EventLog, LogPage};
 pub use queue::{QueueError, QueueMessage, WorkItem, WorkQueue};
 pub use store::{
     AppendError, AppendRequest, Claim, EventStore, NewEvent, RecordedEvent, StoreError,

@@ -9,14 +9,18 @@
 //! | `MESSAGING_MAX_MESSAGE_BYTES`, `MESSAGING_MAX_BODY_BYTES`, `MESSAGING_MAX_GROUP_NAME_CHARS`, `MESSAGING_MAX_GROUP_MEMBERS`, `MESSAGING_MAX_PAGE_SIZE` | no | the REST contract's limits (defaults as on the local server) |
 //!
 //! The AWS SDK reads its own standard variables (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`).
+//!
+//! The read models are reached through their generation pointer (`{prefix}generations`), which
+//! is re-read every [`GENERATIONS_REFRESH`], so a switch made by `messaging replay` takes effect
+//! without a redeployment.
 
 use anyhow::Context;
 use messaging_commands::{Dependencies, Processor, Sweeper};
 use messaging_dynamodb::{
-    queue_urls, AwsClients, DynamoEventStore, DynamoReadStore, QueueUrls, ResourceNames, SqsQueue,
+    queue_urls, AwsClients, DynamoCatalog, DynamoEventStore, QueueUrls, ResourceNames, SqsQueue,
 };
 use messaging_events::{Limits, SystemClock};
-use messaging_projections::Projector;
+use messaging_projections::{GenerationalReadStore, Projector};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +34,13 @@ pub const GROUP_QUEUE_URL: &str = "MESSAGING_GROUP_QUEUE_URL";
 pub const SWEEP_AFTER_SECS: &str = "MESSAGING_SWEEP_AFTER_SECS";
 /// The default of [`SWEEP_AFTER_SECS`], as on the local server.
 const DEFAULT_SWEEP_AFTER_SECS: u64 = 30;
+
+/// How often a warm function re-reads the read models' generation pointer. A replay announces
+/// a new generation and then waits its `settle` time before reading the event log, counting on
+/// every live writer to have seen the announcement by then (so that no event misses the new
+/// generation): `messaging replay`'s settle must exceed this. Shorter costs one consistent
+/// `GetItem` more often per warm function; longer delays a switch for readers.
+pub const GENERATIONS_REFRESH: Duration = Duration::from_secs(5);
 
 /// A function's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,8 +142,8 @@ pub struct AwsPorts {
     pub config: LambdaConfig,
     /// The event store and claims.
     pub events: Arc<DynamoEventStore>,
-    /// The read models.
-    pub read: Arc<DynamoReadStore>,
+    /// The read models, in the generations the pointer names.
+    pub read: Arc<GenerationalReadStore>,
     /// Accepted direct messages.
     pub direct_queue: Arc<SqsQueue>,
     /// Accepted group messages.
@@ -174,7 +185,7 @@ pub async fn aws_ports() -> anyhow::Result<AwsPorts> {
     };
     Ok(AwsPorts {
         events: Arc::new(DynamoEventStore::new(&clients, &config.names)),
-        read: Arc::new(DynamoReadStore::new(&clients, &config.names)),
+        read: read_models(&clients, &config.names).await?,
         direct_queue: Arc::new(SqsQueue::new(&clients, urls.direct)),
         group_queue: Arc::new(SqsQueue::new(&clients, urls.group)),
         config,
@@ -199,13 +210,25 @@ pub async fn aws_sweeper() -> anyhow::Result<(Sweeper, Duration)> {
     Ok((sweeper, ports.config.sweep_after))
 }
 
-/// The projector over the DynamoDB read store (for the projector function).
+/// The projector over the DynamoDB read models (for the projector function). While a replay
+/// builds a generation, it writes every change there too.
 pub async fn aws_projector() -> anyhow::Result<Projector> {
     let (config, clients) = clients().await?;
-    Ok(Projector::new(Arc::new(DynamoReadStore::new(
-        &clients,
-        &config.names,
-    ))))
+    Ok(Projector::new(read_models(&clients, &config.names).await?))
+}
+
+/// The read models behind their generation pointer. The serving catalog opens generations
+/// without creating tables: the stack creates generation 0 and a replay creates every other
+/// one before the pointer names it, so a cold start makes one `GetItem` and no table calls.
+async fn read_models(
+    clients: &AwsClients,
+    names: &ResourceNames,
+) -> anyhow::Result<Arc<GenerationalReadStore>> {
+    let catalog = Arc::new(DynamoCatalog::serving(clients, names));
+    let store = GenerationalReadStore::open(catalog, GENERATIONS_REFRESH)
+        .await
+        .context("reading the read models' generation pointer")?;
+    Ok(Arc::new(store))
 }
 
 #[cfg(test)]

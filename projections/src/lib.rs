@@ -1,13 +1,20 @@
 //! The read side: projectors turn events into read-model changes, adapters apply them, and the
 //! query handlers answer the GET endpoints from the read models alone.
 
+mod catalog;
 mod cursor;
+mod generation;
+mod generational;
 mod model;
 mod projector;
 mod queries;
+pub mod replay;
 mod store;
 
+pub use catalog::{Dump, GenerationCatalog};
 pub use cursor::{Cursor, CursorError};
+pub use generation::{Building, GenerationMap, Projection, Purpose, SegmentProgress};
+pub use generational::GenerationalReadStore;
 pub use model::{HistoryEntry, InboxEntry, MessageView, PendingWork, ReadModelChange};
 pub use projector::{project, project_batch, Projector};
 pub use queries::{HistoryPage, Queries, QueryError};

@@ -386,3 +386,76 @@ fn token_events_change_no_read_model() {
     );
     assert!(project(&log.events[0]).is_empty());
 }
+
+/// Every interleaving of the streams, with each event delivered one to three times (as a
+/// DynamoDB stream shard, SQS or a replay running beside the live projector may deliver
+/// them), gives the same read models as projecting the log once in order.
+mod any_interleaving {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    /// The log's events grouped by stream, each repeated `1 + copies[i]` times in place.
+    fn per_stream(events: &[RecordedEvent], copies: &[usize]) -> Vec<VecDeque<RecordedEvent>> {
+        let mut streams: BTreeMap<StreamId, VecDeque<RecordedEvent>> = BTreeMap::new();
+        for (i, event) in events.iter().enumerate() {
+            let queue = streams.entry(event.stream.clone()).or_default();
+            for _ in 0..=copies.get(i).copied().unwrap_or(0) {
+                queue.push_back(event.clone());
+            }
+        }
+        streams.into_values().collect()
+    }
+
+    /// Merges the streams, taking the next event from the stream `choices` pick in turn.
+    fn interleave(
+        mut streams: Vec<VecDeque<RecordedEvent>>,
+        choices: &[usize],
+    ) -> Vec<RecordedEvent> {
+        let mut out = Vec::new();
+        let mut choice = choices.iter().cycle();
+        loop {
+            streams.retain(|queue| !queue.is_empty());
+            if streams.is_empty() {
+                return out;
+            }
+            let pick = choice.next().copied().unwrap_or(0) % streams.len();
+            if let Some(event) = streams[pick].pop_front() {
+                out.push(event);
+            }
+        }
+    }
+
+    fn project_all(events: &[RecordedEvent]) -> Tables {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async { projected(events).await.1 })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn projection_is_the_same_for_any_interleaving_of_duplicates(
+            copies in proptest::collection::vec(0usize..3, 40),
+            choices in proptest::collection::vec(0usize..64, 1..80),
+            batch in 1usize..8,
+        ) {
+            let w = world();
+            let expected = project_all(&w.log.events);
+            let delivered = interleave(per_stream(&w.log.events, &copies), &choices);
+            prop_assert!(delivered.len() >= w.log.events.len());
+            // Batches, as a stream shard or a replay page delivers them.
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+            let got = runtime.block_on(async {
+                let store = Arc::new(MemoryReadStore::default());
+                let projector = Projector::new(store.clone());
+                for chunk in delivered.chunks(batch) {
+                    projector.handle(chunk).await.expect("applies");
+                }
+                store.snapshot()
+            });
+            prop_assert_eq!(got, expected);
+        }
+    }
+}

@@ -3,12 +3,16 @@
 
 mod aws_workers;
 mod config;
+mod replay;
 mod state;
 mod workers;
 
 pub use aws_workers::{AwsWorkerDeps, AwsWorkers};
 pub use config::{Backend, Config, ConfigError, ENV_HELP};
 pub use messaging_http::{router, AppState, Problem, PROBLEM_JSON, X_REQUEST_ID};
+pub use replay::{
+    run_replay, ReplayAction, ReplayCommand, ReplayOutcome, REPLAY_USAGE, SERVER_REFRESH,
+};
 pub use state::embedded_state;
 pub use workers::{WorkerDeps, Workers, PROJECTOR_CONSUMER};
 
@@ -16,13 +20,14 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use messaging_commands::{Dependencies, Processor, Sweeper};
 use messaging_dynamodb::{
-    create_event_tables, create_queues, create_read_tables, queue_urls, AwsClients,
-    DynamoEventStore, DynamoReadStore, ResourceNames, SqsQueue, StreamPoller,
+    create_event_tables, create_generations_table, create_queues, create_read_tables, queue_urls,
+    AwsClients, DynamoCatalog, DynamoEventLog, DynamoEventStore, ResourceNames, SqsQueue,
+    StreamPoller,
 };
-use messaging_embedded::Embedded;
+use messaging_embedded::{Embedded, EmbeddedCatalog};
 use messaging_events::Timestamp;
 use messaging_events::{ChangeFeed, Clock, EventStore, SystemClock, WorkQueue};
-use messaging_projections::{Projector, ReadStore};
+use messaging_projections::{GenerationCatalog, GenerationalReadStore, Projector, ReadStore};
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -99,9 +104,52 @@ async fn start_embedded(
                 config.data_dir.display()
             )
         })?;
-    let state = embedded_state(&embedded, clock.clone(), config.limits);
-    let workers = Workers::start(worker_deps(&embedded, clock, started_at, config));
+    let read = embedded_read_models(&embedded, config).await?;
+    let state = embedded_state(&embedded, read.clone(), clock.clone(), config.limits);
+    let workers = Workers::start(worker_deps(&embedded, read, clock, started_at, config));
     Ok((state, Running::Embedded(workers)))
+}
+
+/// The read models of the embedded store: whichever generation the pointer says, switching
+/// when a `replay` in another process switches it.
+pub async fn embedded_read_models(
+    embedded: &Embedded,
+    config: &Config,
+) -> anyhow::Result<Arc<dyn ReadStore>> {
+    let data_dir = config.data_dir.clone();
+    let generation_zero = embedded.read.clone();
+    let catalog =
+        tokio::task::spawn_blocking(move || EmbeddedCatalog::open(&data_dir, generation_zero))
+            .await
+            .context("opening the read-model generations")?
+            .context("opening the read-model generations")?;
+    let catalog: Arc<dyn GenerationCatalog> = Arc::new(catalog);
+    let read = GenerationalReadStore::open(catalog, SERVER_REFRESH)
+        .await
+        .context("opening the read models")?;
+    Ok(Arc::new(read))
+}
+
+/// The event log and read-model generations on DynamoDB, for `replay`.
+async fn dynamodb_replay_ports(
+    table_prefix: &str,
+    create_resources: bool,
+    segments: u32,
+) -> anyhow::Result<(
+    Arc<dyn messaging_events::EventLog>,
+    Arc<dyn GenerationCatalog>,
+)> {
+    let clients = AwsClients::from_env().await;
+    let names = ResourceNames::new(table_prefix);
+    if create_resources {
+        create_generations_table(&clients, &names)
+            .await
+            .context("creating the generations table")?;
+    }
+    Ok((
+        Arc::new(DynamoEventLog::new(&clients, &names, segments)),
+        Arc::new(DynamoCatalog::new(&clients, &names)),
+    ))
 }
 
 /// Connects to DynamoDB and SQS (creating missing resources if asked) and starts the loops
@@ -122,6 +170,9 @@ async fn start_dynamodb(
         create_read_tables(&clients, &names)
             .await
             .context("creating the read tables")?;
+        create_generations_table(&clients, &names)
+            .await
+            .context("creating the generations table")?;
         create_queues(&clients, &names)
             .await
             .context("creating the queues")?;
@@ -130,7 +181,12 @@ async fn start_dynamodb(
         .await
         .context("finding the queues")?;
     let store: Arc<dyn EventStore> = Arc::new(DynamoEventStore::new(&clients, &names));
-    let read: Arc<dyn ReadStore> = Arc::new(DynamoReadStore::new(&clients, &names));
+    let catalog: Arc<dyn GenerationCatalog> = Arc::new(DynamoCatalog::new(&clients, &names));
+    let read: Arc<dyn ReadStore> = Arc::new(
+        GenerationalReadStore::open(catalog, SERVER_REFRESH)
+            .await
+            .context("opening the read models")?,
+    );
     let direct_queue: Arc<dyn WorkQueue> = Arc::new(SqsQueue::new(&clients, urls.direct));
     let group_queue: Arc<dyn WorkQueue> = Arc::new(SqsQueue::new(&clients, urls.group));
     let poller = StreamPoller::new(&clients, &names, PROJECTOR_CONSUMER)
@@ -165,13 +221,13 @@ async fn start_dynamodb(
 /// The loops' inputs, taken from the embedded store's parts.
 pub fn worker_deps(
     embedded: &Embedded,
+    read: Arc<dyn ReadStore>,
     clock: Arc<dyn Clock>,
     started_at: messaging_events::Timestamp,
     config: &Config,
 ) -> WorkerDeps {
     let store: Arc<dyn EventStore> = embedded.events.clone();
     let feed: Arc<dyn ChangeFeed> = embedded.events.clone();
-    let read: Arc<dyn ReadStore> = embedded.read.clone();
     let direct_queue: Arc<dyn WorkQueue> = embedded.direct_queue.clone();
     let group_queue: Arc<dyn WorkQueue> = embedded.group_queue.clone();
     WorkerDeps {

@@ -22,7 +22,7 @@ fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let embedded = Embedded::open(dir.path()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = router(embedded_state(&embedded, clock, Limits::default()));
+    let app = router(embedded_state(&embedded, embedded.read.clone(), clock, Limits::default()));
     Harness {
         app,
         embedded,
@@ -349,6 +349,7 @@ async fn a_sent_message_reaches_the_receiver_through_the_workers() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let workers = Workers::start(worker_deps(
         &h.embedded,
+        h.embedded.read.clone(),
         clock.clone(),
         clock.now(),
         &config,

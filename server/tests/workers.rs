@@ -55,6 +55,7 @@ async fn given_work_appended_but_never_enqueued_when_the_workers_start_then_it_i
     let started_at: Timestamp = clock.now();
     let workers = Workers::start(worker_deps(
         &embedded,
+        embedded.read.clone(),
         clock,
         started_at,
         &config(dir.path()),
