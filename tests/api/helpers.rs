@@ -281,23 +281,31 @@ pub fn backend_is_dynamodb() -> bool {
     }
 }
 
-/// The server's environment for the DynamoDB backend on moto. The table prefix is derived
-/// from the data directory, so a restart on the same directory finds the same tables.
-fn dynamodb_env(dir: &Path) -> Vec<(String, String)> {
-    let endpoint = std::env::var("MESSAGING_TEST_MOTO_ENDPOINT").unwrap_or_else(|_| {
+/// The moto endpoint of the dynamodb backend.
+fn moto_endpoint() -> String {
+    std::env::var("MESSAGING_TEST_MOTO_ENDPOINT").unwrap_or_else(|_| {
         panic!(
             "{BACKEND_VAR}=dynamodb needs MESSAGING_TEST_MOTO_ENDPOINT: run ./scripts/test, \
              which installs and starts moto server"
         )
-    });
+    })
+}
+
+/// The table and queue name prefix of a server on `dir`: derived from the data directory, so
+/// a restart on the same directory finds the same tables.
+fn table_prefix(dir: &Path) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hash::hash(&dir, &mut hasher);
-    let prefix = format!("e2e{:016x}-", std::hash::Hasher::finish(&hasher));
+    format!("e2e{:016x}-", std::hash::Hasher::finish(&hasher))
+}
+
+/// The server's environment for the DynamoDB backend on moto.
+pub fn dynamodb_env(dir: &Path) -> Vec<(String, String)> {
     [
         ("MESSAGING_BACKEND", "dynamodb".to_string()),
-        ("MESSAGING_TABLE_PREFIX", prefix),
+        ("MESSAGING_TABLE_PREFIX", table_prefix(dir)),
         ("MESSAGING_CREATE_RESOURCES", "1".to_string()),
-        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ENDPOINT_URL", moto_endpoint()),
         ("AWS_REGION", "us-east-1".to_string()),
         ("AWS_ACCESS_KEY_ID", "testing".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_string()),
@@ -328,8 +336,22 @@ impl TestServer {
         s
     }
 
+    /// A server on a fresh temporary data directory with extra environment variables (set
+    /// after the defaults, so they override them: e.g. `MESSAGING_RATE_LIMIT_PER_MINUTE`).
+    pub fn spawn_with_env(env: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Self::spawn_in_with_env(dir.path(), env);
+        s._own_dir = Some(dir);
+        s
+    }
+
     /// A server on `dir` (which the caller keeps alive), e.g. for restarts.
     pub fn spawn_in(dir: &Path) -> TestServer {
+        Self::spawn_in_with_env(dir, &[])
+    }
+
+    /// [`TestServer::spawn_in`] with extra environment variables.
+    pub fn spawn_in_with_env(dir: &Path, env: &[(&str, &str)]) -> TestServer {
         let log_dir = tempfile::tempdir().expect("tempdir for logs");
         let log_path = log_dir.path().join("server-stderr.log");
         let log = std::fs::File::create(&log_path).expect("create log file");
@@ -346,6 +368,7 @@ impl TestServer {
         if backend_is_dynamodb() {
             command.envs(dynamodb_env(dir));
         }
+        command.envs(env.iter().copied());
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -396,8 +419,11 @@ impl TestServer {
                 )
             }
         };
+        // moto is single-threaded: under the suite's load one slow command (a group of 1,000
+        // members checks each of them) can wait its turn for long.
+        let timeout = Duration::from_secs(if backend_is_dynamodb() { 120 } else { 30 });
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(timeout)
             .pool_max_idle_per_host(64)
             .build()
             .expect("reqwest client");
@@ -457,6 +483,42 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// On the dynamodb backend, the name of one of the server's tables (e.g. `events`).
+    pub fn dynamodb_table(&self, name: &str) -> String {
+        assert!(
+            backend_is_dynamodb(),
+            "only the dynamodb backend has tables"
+        );
+        format!("{}{name}", table_prefix(&self.data_dir))
+    }
+
+    /// On the dynamodb backend, one DynamoDB call straight to moto (JSON protocol; moto does
+    /// not check signatures), for test setup that the API would make slow there. Panics
+    /// unless it succeeds.
+    pub async fn dynamodb_call(&self, operation: &str, body: &Value) -> Value {
+        assert!(
+            backend_is_dynamodb(),
+            "only the dynamodb backend has DynamoDB"
+        );
+        let resp = self
+            .client
+            .post(moto_endpoint())
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", format!("DynamoDB_20120810.{operation}"))
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DynamoDB {operation} failed at the transport level: {e}"));
+        let resp = Self::capture(resp).await;
+        resp.expect_status(200, &format!("DynamoDB {operation}"));
+        resp.body().clone()
     }
 
     // ---------------------------------------------------------------- raw

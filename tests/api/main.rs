@@ -14,4 +14,5 @@ mod idempotency;
 mod large_history;
 mod new_messages;
 mod pagination;
+mod replay;
 mod restart;
