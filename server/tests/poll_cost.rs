@@ -61,7 +61,12 @@ async fn project_everything(embedded: &Embedded) {
 async fn a_poll_reads_one_page_whatever_the_history() {
     let dir = tempfile::tempdir().expect("tempdir");
     let embedded = Embedded::open(dir.path()).expect("opened");
-    let state = embedded_state(&embedded, embedded.read.clone(), Arc::new(SystemClock), Limits::default());
+    let state = embedded_state(
+        &embedded,
+        embedded.read.clone(),
+        Arc::new(SystemClock),
+        Limits::default(),
+    );
     let handlers = state.handlers;
     let registered = handlers
         .register(Register::default(), None)

@@ -22,7 +22,12 @@ fn harness() -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let embedded = Embedded::open(dir.path()).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let app = router(embedded_state(&embedded, embedded.read.clone(), clock, Limits::default()));
+    let app = router(embedded_state(
+        &embedded,
+        embedded.read.clone(),
+        clock,
+        Limits::default(),
+    ));
     Harness {
         app,
         embedded,
