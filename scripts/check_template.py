@@ -57,6 +57,12 @@ CONTRACT = {
     ("GET", "/health"),
 }
 
+# Routes beyond the contract's endpoints, served by the router and the HTTP API alike, with why.
+EXTENSIONS = {
+    ("POST", "/revoke-token"): "revokes the caller's token (PRODUCT.md: tokens can be revoked)",
+    ("GET", "/openapi.json"): "the OpenAPI 3.1 document of the API (docs/openapi.json)",
+}
+
 # Variables the functions' code reads that the template deliberately leaves unset.
 DELIBERATELY_DEFAULTED = {
     "MESSAGING_MAX_MESSAGE_BYTES": "contract default 4096 (events/src/values.rs Limits::default)",
@@ -83,6 +89,13 @@ GENERATION_ARN = re.compile(
     r"arn:\$\{AWS::Partition\}:dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/\$\{AWS::StackName\}-g\*-([a-z_]+)(?:/index/[a-z_]+)?"
 )
 FINITE_RECORD_AGE = range(60, 604801)
+# The Management API of one WebSocket API stage: `POST @connections/{id}` (the notifier's push).
+MANAGE_CONNECTIONS_ARN = re.compile(
+    r"arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:\$\{(\w+)\}/\$\{\w+\}/POST/@connections/\*"
+)
+# Real-time delivery (lambda/src/notifier.rs): the binaries and what the notifier reads.
+NOTIFIER_BIN = "messaging-notifier"
+CONNECTIONS_BIN = "messaging-connections"
 
 
 class Checks:
@@ -180,7 +193,11 @@ def statement_targets(statement: dict[str, Any], generation_tables: dict[str, st
             text = sub_text(resource) or ""
             match = re.fullmatch(r"\$\{(\w+)\.Arn\}/(index|stream)/(.+)", text)
             generation = GENERATION_ARN.fullmatch(text)
-            if match:
+            manage = MANAGE_CONNECTIONS_ARN.fullmatch(text)
+            if manage:
+                # Posting to the connections of one WebSocket API stage of the stack.
+                targets.append((manage.group(1), "connections"))
+            elif match:
                 logical, what, name = match.groups()
                 targets.append((logical, f"{what}:{name}"))
             elif generation and generation.group(1) in generation_tables:
@@ -272,6 +289,9 @@ def code_table_suffixes() -> dict[str, str]:
     generations = ROOT / "dynamodb" / "src" / "generations.rs"
     if generations.is_file() and re.search(r'const GENERATIONS: &str = "generations";', generations.read_text()):
         suffixes["generations"] = "write"
+    connections = ROOT / "dynamodb" / "src" / "connections.rs"
+    if connections.is_file() and re.search(r'pub const CONNECTIONS: &str = "connections";', connections.read_text()):
+        suffixes["connections"] = "realtime"
     read = READ_TABLES_RS.read_text()
     for suffix in re.findall(r'pub\(crate\) const [A-Z_]+: &str = "([a-z_]+)";', read):
         if re.search(rf'const [A-Z_]+: &str = "{suffix}";', read) and suffix not in (
@@ -389,12 +409,13 @@ def run(template: dict[str, Any], source: dict[str, Any], artifacts: Path | None
                 if spec["x-amazon-apigateway-integration"].get("payloadFormatVersion") != "2.0":
                     problems.append(f"{method_name} {path}: payload format must be 2.0 (lambda_http)")
     router = router_routes()
-    for route in sorted(set(api_routes) - CONTRACT):
-        problems.append(f"API route {route} is not an endpoint of the contract")
-    for route in sorted(CONTRACT - set(api_routes)):
-        problems.append(f"contract endpoint {route} has no API route")
-    if router != CONTRACT:
-        problems.append(f"http/src/routes.rs serves {sorted(router ^ CONTRACT)} differently from the contract")
+    served = CONTRACT | set(EXTENSIONS)
+    for route in sorted(set(api_routes) - served):
+        problems.append(f"API route {route} is not an endpoint of the contract nor a listed extension")
+    for route in sorted(served - set(api_routes)):
+        problems.append(f"endpoint {route} has no API route")
+    if router != served:
+        problems.append(f"http/src/routes.rs serves {sorted(router ^ served)} differently from the contract and its extensions")
     product = product_routes()
     if product is not None and product != CONTRACT:
         problems.append(f"PRODUCT.md's endpoints differ from this check's copy: {sorted(product ^ CONTRACT)}")
@@ -408,10 +429,44 @@ def run(template: dict[str, Any], source: dict[str, Any], artifacts: Path | None
     if default_route is not None and not default_route.startswith("Query"):
         problems.append(f"$default goes to {default_route}: unknown routes must not reach a writer")
     source_of = "PRODUCT.md" if product is not None else "the contract copy (PRODUCT.md not beside the repository)"
-    checks.check(f"API routes = router routes = {source_of} ({len(api_routes)} routes + $default)", problems)
+    checks.check(f"API routes = router routes = {source_of} + {len(EXTENSIONS)} extensions ({len(api_routes)} routes + $default)", problems)
+
+    # --- encryption at rest and in transit (SECURITY.md)
+    problems = []
+    for name, table in tables.items():
+        sse = table["Properties"].get("SSESpecification", {})
+        # DynamoDB encrypts every table at rest (AWS-owned key by default); only a KMS key of
+        # one's own is a choice. Turning it "off" is not possible, but a KMS type without a
+        # key is a misconfiguration worth catching.
+        if sse.get("SSEType") == "KMS" and not sse.get("KMSMasterKeyId") and sse.get("SSEEnabled") is not True:
+            problems.append(f"{name}: SSEType KMS without SSEEnabled")
+    for name, queue in queues.items():
+        props = queue["Properties"]
+        if props.get("SqsManagedSseEnabled") is not True and not props.get("KmsMasterKeyId"):
+            problems.append(f"{name}: not encrypted at rest (SqsManagedSseEnabled: true, or a KMS key)")
+    for name, topic in resources_of(template, "AWS::SNS::Topic").items():
+        if not topic["Properties"].get("KmsMasterKeyId"):
+            problems.append(f"{name}: not encrypted at rest (KmsMasterKeyId)")
+    for name, api in resources_of(template, "AWS::ApiGatewayV2::Api").items():
+        # HTTP and WebSocket APIs serve their execute-api endpoints over TLS only; a custom
+        # domain would need SecurityPolicy TLS_1_2. (SAM's HTTP API is imported from an OpenAPI
+        # Body, without ProtocolType.)
+        if api["Properties"].get("ProtocolType", "HTTP") not in ("HTTP", "WEBSOCKET"):
+            problems.append(f"{name}: unexpected protocol {api['Properties'].get('ProtocolType')}")
+    for name, domain in resources_of(template, "AWS::ApiGatewayV2::DomainName").items():
+        for config in domain["Properties"].get("DomainNameConfigurations", []):
+            if config.get("SecurityPolicy") != "TLS_1_2":
+                problems.append(f"{name}: custom domain without SecurityPolicy TLS_1_2")
+    checks.check(f"encrypted at rest and in transit ({len(tables)} tables, {len(queues)} queues, APIs over TLS only)", problems)
 
     problems = []
-    stages = resources_of(template, "AWS::ApiGatewayV2::Stage")
+    websocket_apis = {
+        n for n, a in resources_of(template, "AWS::ApiGatewayV2::Api").items()
+        if a["Properties"].get("ProtocolType") == "WEBSOCKET"
+    }
+    all_stages = resources_of(template, "AWS::ApiGatewayV2::Stage")
+    stages = {n: st for n, st in all_stages.items() if ref_target(st["Properties"].get("ApiId")) not in websocket_apis}
+    websocket_stages = {n: st for n, st in all_stages.items() if n not in stages}
     if not stages:
         problems.append("no HTTP API stage")
     for name, stage in stages.items():
@@ -426,6 +481,74 @@ def run(template: dict[str, Any], source: dict[str, Any], artifacts: Path | None
         if "AccessLogSettings" not in props:
             problems.append(f"{name}: no access log")
     checks.check("the HTTP API stage is $default, throttled and logged", problems)
+
+    # --- real-time delivery: WebSocket API, connections table, notifier
+    problems = []
+    notifiers = [f for f, b in deployed.items() if b == NOTIFIER_BIN]
+    connectors = [f for f, b in deployed.items() if b == CONNECTIONS_BIN]
+    if len(websocket_apis) != 1:
+        problems.append(f"expected one WebSocket API, found {sorted(websocket_apis)}")
+    if len(notifiers) != 1 or len(connectors) != 1:
+        problems.append(f"expected one {NOTIFIER_BIN} and one {CONNECTIONS_BIN} function, found {notifiers}, {connectors}")
+    integrations = resources_of(template, "AWS::ApiGatewayV2::Integration")
+    routes = {
+        r["Properties"].get("RouteKey"): r["Properties"]
+        for r in resources_of(template, "AWS::ApiGatewayV2::Route").values()
+        if ref_target(r["Properties"].get("ApiId")) in websocket_apis
+    }
+    for key in ("$connect", "$disconnect"):
+        route = routes.get(key)
+        if route is None:
+            problems.append(f"the WebSocket API has no {key} route")
+            continue
+        integration_id = re.fullmatch(r"integrations/\$\{(\w+)\}", sub_text(route.get("Target")) or "")
+        integration = integrations.get(integration_id.group(1) if integration_id else "", {})
+        uri = sub_text(integration.get("Properties", {}).get("IntegrationUri")) or ""
+        target = re.search(r"\$\{(\w+)\.Arn\}", uri)
+        if not target or target.group(1) not in connectors:
+            problems.append(f"{key} does not go to the {CONNECTIONS_BIN} function")
+    if not websocket_stages:
+        problems.append("the WebSocket API has no stage")
+    for name, stage in websocket_stages.items():
+        props = stage["Properties"]
+        throttling = props.get("DefaultRouteSettings", {})
+        if "ThrottlingRateLimit" not in throttling or "ThrottlingBurstLimit" not in throttling:
+            problems.append(f"{name}: no stage throttling")
+        if "AccessLogSettings" not in props:
+            problems.append(f"{name}: no access log")
+    permissions = resources_of(template, "AWS::Lambda::Permission")
+    invocable = {ref_target(p["Properties"].get("FunctionName")) for p in permissions.values()
+                 if p["Properties"].get("Principal") == "apigateway.amazonaws.com"}
+    for fname in connectors:
+        if fname not in invocable:
+            problems.append(f"{fname}: API Gateway may not invoke it (AWS::Lambda::Permission)")
+    for fname in notifiers:
+        endpoint = sub_text(function_env(fns[fname]).get("MESSAGING_WEBSOCKET_ENDPOINT")) or ""
+        if not any(f"${{{api}}}" in endpoint for api in websocket_apis) or not any(f"${{{st}}}" in endpoint for st in websocket_stages):
+            problems.append(f"{fname}: MESSAGING_WEBSOCKET_ENDPOINT must name the WebSocket API's stage")
+        stream_mappings = [m for m in mappings.values() if ref_target(m["Properties"].get("FunctionName")) == fname]
+        if len(stream_mappings) != 1:
+            problems.append(f"{fname}: expected one stream mapping, found {len(stream_mappings)}")
+        for m in stream_mappings:
+            patterns = [json.loads(f.get("Pattern", "{}")) for f in m["Properties"].get("FilterCriteria", {}).get("Filters", [])]
+            wanted = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": ["MessageDelivered"]}}}}
+            if patterns != [wanted]:
+                problems.append(f"{fname}: the stream mapping must filter MessageDelivered inserts, has {patterns}")
+        _, statements = role_statements(template, fns[fname])
+        pushes = [st for st in statements if "execute-api:ManageConnections" in as_list(st.get("Action", []))]
+        if not pushes:
+            problems.append(f"{fname}: may not post to connections (execute-api:ManageConnections)")
+    connections_table = {stack_suffix(t["Properties"].get("TableName")): n for n, t in tables.items()}.get("connections")
+    if connections_table is None:
+        problems.append("no connections table")
+    else:
+        props = tables[connections_table]["Properties"]
+        ttl = props.get("TimeToLiveSpecification", {})
+        if ttl.get("AttributeName") != "expires_at" or ttl.get("Enabled") is not True:
+            problems.append(f"{connections_table}: TTL on expires_at (dynamodb/src/connections.rs EXPIRES_AT) must be enabled")
+        if "by_connection" not in {i.get("IndexName") for i in props.get("GlobalSecondaryIndexes", [])}:
+            problems.append(f"{connections_table}: no by_connection index ($disconnect)")
+    checks.check("real-time delivery: WebSocket API ($connect/$disconnect → connections function, throttled and logged stage), connections table with TTL, notifier filtered to MessageDelivered and allowed to post", problems)
 
     # --- names
     problems = []
@@ -562,6 +685,11 @@ def run(template: dict[str, Any], source: dict[str, Any], artifacts: Path | None
             claims = template_tables.get("claims")
             if claims in table_access and table_access[claims] & writes:
                 problems.append(f"{fname} may write claims")
+        connections_table = template_tables.get("connections")
+        if connections_table in table_access and binary not in (NOTIFIER_BIN, CONNECTIONS_BIN):
+            problems.append(f"{fname} reaches the connections table: only the WebSocket functions do")
+        if any(what == "connections" for st in role_statements(template, fns[fname])[1] for _, what in statement_targets(st, generation_tables)) and binary != NOTIFIER_BIN:
+            problems.append(f"{fname} may post to WebSocket connections: only the notifier does")
         if binary in ("messaging-direct-processor", "messaging-group-processor") and touched_read:
             problems.append(f"{fname} reaches read tables {sorted(touched_read)}: processors decide from events only")
     checks.check("one least-privilege role per function (no wildcard; only the projector writes read tables; command ⟂ read tables; query cannot enqueue or write claims)", problems)

@@ -38,6 +38,12 @@ pub fn token_claim_key(token_hash: &str) -> String {
     format!("token:{token_hash}")
 }
 
+/// The claim that marks a token revoked. It shares the `token:` prefix so that every function
+/// allowed to look a token up (IAM leading keys `token:*`) can also see its revocation.
+pub fn revoked_claim_key(token_hash: &str) -> String {
+    format!("token:{token_hash}:revoked")
+}
+
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -69,6 +75,15 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(decode_token(&encode_token(&a)), Some(a));
         assert_eq!(hash_token(&a).len(), 64);
+    }
+
+    #[test]
+    fn a_revocation_is_a_separate_claim_under_the_token_prefix() {
+        let hash = hash_token(&new_token());
+        let revoked = revoked_claim_key(&hash);
+        assert_ne!(revoked, token_claim_key(&hash));
+        assert!(revoked.starts_with("token:"));
+        assert!(revoked.starts_with(&token_claim_key(&hash)));
     }
 
     #[test]

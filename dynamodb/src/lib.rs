@@ -5,6 +5,7 @@
 //! generations ([`DynamoCatalog`]).
 
 mod config;
+mod connections;
 mod error;
 mod event_item;
 mod event_log;
@@ -20,6 +21,10 @@ mod sqs_queue;
 mod stream_poller;
 
 pub use config::{AwsClients, ResourceNames};
+pub use connections::{
+    connections_table, create_connections_table, DynamoConnections, BY_CONNECTION, CONNECTIONS,
+    EXPIRES_AT,
+};
 pub use error::DynamoError;
 pub use event_item::{EventItem, ItemError};
 pub use event_log::{DynamoEventLog, DEFAULT_SEGMENTS};

@@ -31,6 +31,11 @@ pub struct ApiQuery<T>(pub T);
 #[derive(Debug, Clone, Copy)]
 pub struct Authenticated(pub UserId);
 
+/// The raw bearer token of a well-formed `Authorization` header, not yet checked against the
+/// store (for `/revoke-token`, which must recognise its own idempotent retries).
+#[derive(Debug, Clone)]
+pub struct BearerToken(pub String);
+
 /// The optional `Idempotency-Key` header.
 #[derive(Debug, Clone, Default)]
 pub struct IdempotencyKey(pub Option<String>);
@@ -103,6 +108,14 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        bearer_token(&parts.headers).map(|token| BearerToken(token.to_string()))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = Problem;
 
@@ -156,7 +169,18 @@ fn check_json_content_type(content_type: Option<&str>) -> Result<(), Problem> {
     }
 }
 
+/// Parses a request body, which must be a JSON object: serde would also read a struct from an
+/// array of its fields in order (`["a", "b", "hi"]`), which no client means and the contract
+/// does not allow.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+    {
+        return Err(Problem::invalid(
+            "invalid request body: expected a JSON object",
+        ));
+    }
     serde_json::from_slice(body).map_err(|error| {
         use serde_json::error::Category;
         match error.classify() {
@@ -298,6 +322,20 @@ mod tests {
     }
 
     #[test]
+    fn a_struct_is_read_from_an_object_only() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Flag {
+            #[serde(default)]
+            all: bool,
+        }
+        assert!(parse_json::<Flag>(br#" {"all": true}"#).is_ok());
+        let problem = parse_json::<Flag>(b"[true]").unwrap_err();
+        assert_eq!(problem.status, 400);
+        assert!(problem.detail.contains("JSON object"), "{}", problem.detail);
+    }
+
+    #[test]
     fn json_failures_say_what_is_wrong() {
         let cases = [
             (r#"{"name": "a", "count": 1"#, "malformed JSON"),
@@ -305,6 +343,8 @@ mod tests {
             (r#"{"name": "a"}"#, "missing field `count`"),
             (r#"{"name": 5, "count": 1}"#, "invalid type"),
             (r#"[1, 2]"#, "invalid"),
+            (r#"["a", 1]"#, "expected a JSON object"),
+            (r#""a""#, "expected a JSON object"),
         ];
         for (body, expected) in cases {
             let problem = parse_json::<Body>(body.as_bytes()).unwrap_err();

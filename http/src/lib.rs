@@ -4,13 +4,16 @@
 
 mod extract;
 mod fallback;
+pub mod openapi;
 mod problem;
+pub mod rate_limit;
 mod request_context;
 mod routes;
 mod state;
 mod views;
 
 pub use problem::{Problem, PROBLEM_JSON};
+pub use rate_limit::{RateLimit, RateLimiter, RATE_LIMIT_VAR};
 pub use request_context::X_REQUEST_ID;
 pub use routes::router;
 pub use state::AppState;

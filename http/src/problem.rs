@@ -22,6 +22,9 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code (`invalid_request`, `not_found`, ...).
     pub code: &'static str,
+    /// Seconds to wait before retrying, sent as the `Retry-After` header (429, 503).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -33,7 +36,19 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code,
+            retry_after: None,
         }
+    }
+
+    /// 429 `rate_limited`, retryable after `retry_after_secs`.
+    pub fn rate_limited(retry_after_secs: u64) -> Problem {
+        let mut problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many messages sent; retry in {retry_after_secs} s"),
+        );
+        problem.retry_after = Some(retry_after_secs);
+        problem
     }
 
     /// 400 `invalid_request`.
@@ -77,6 +92,7 @@ impl Problem {
                 "this method is not allowed on this path; see the Allow header",
             ),
             StatusCode::CONFLICT => ("conflict", "the request conflicts with the current state"),
+            StatusCode::TOO_MANY_REQUESTS => ("rate_limited", "too many requests; retry later"),
             StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
                 "invalid_request",
@@ -129,8 +145,14 @@ impl IntoResponse for Problem {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self.retry_after {
+            Some(secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            None if status == StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            None => {}
         }
         response
     }
@@ -199,11 +221,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rate_limited_problems_say_when_to_retry() {
+        let (status, headers, body) = parts(Problem::rate_limited(7)).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[header::RETRY_AFTER], "7");
+        assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(body["code"], "rate_limited");
+        assert_eq!(body["status"], 429);
+        assert!(body.get("retry_after").is_none());
+    }
+
+    #[tokio::test]
     async fn bare_statuses_get_stable_codes() {
         for (status, code) in [
             (StatusCode::NOT_FOUND, "not_found"),
             (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request"),
             (StatusCode::IM_A_TEAPOT, "invalid_request"),
             (StatusCode::BAD_GATEWAY, "internal"),

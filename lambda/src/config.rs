@@ -6,6 +6,7 @@
 //! | `MESSAGING_TABLE_PREFIX` | yes | prefix of every table and queue name (e.g. `messaging-prod-`) |
 //! | `MESSAGING_DIRECT_QUEUE_URL`, `MESSAGING_GROUP_QUEUE_URL` | no | the queues' URLs; when both are set no `GetQueueUrl` call is made |
 //! | `MESSAGING_SWEEP_AFTER_SECS` | no | the sweeper's age for "accepted but no outcome" (default 30) |
+//! | `MESSAGING_RATE_LIMIT_PER_MINUTE` | no | sends per user per minute, counted per warm instance (best effort; API Gateway's stage throttling is the global bound); default 600, `0` = off |
 //! | `MESSAGING_MAX_MESSAGE_BYTES`, `MESSAGING_MAX_BODY_BYTES`, `MESSAGING_MAX_GROUP_NAME_CHARS`, `MESSAGING_MAX_GROUP_MEMBERS`, `MESSAGING_MAX_PAGE_SIZE` | no | the REST contract's limits (defaults as on the local server) |
 //!
 //! The AWS SDK reads its own standard variables (`AWS_REGION`, credentials, `AWS_ENDPOINT_URL`).
@@ -20,6 +21,7 @@ use messaging_dynamodb::{
     queue_urls, AwsClients, DynamoCatalog, DynamoEventStore, QueueUrls, ResourceNames, SqsQueue,
 };
 use messaging_events::{Limits, SystemClock};
+use messaging_http::RateLimit;
 use messaging_projections::{GenerationalReadStore, Projector};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +55,8 @@ pub struct LambdaConfig {
     pub limits: Limits,
     /// How old accepted work without an outcome must be before the sweeper re-enqueues it.
     pub sweep_after: Duration,
+    /// Sends per user per minute, counted in this instance (`0` = no limit).
+    pub rate_limit: RateLimit,
 }
 
 /// Queue URLs given in the environment.
@@ -126,11 +130,16 @@ impl LambdaConfig {
                 }
             },
         };
+        let rate_limit = RateLimit::from_lookup(&lookup).map_err(|error| ConfigError {
+            name: messaging_http::RATE_LIMIT_VAR,
+            reason: format!("{:?}: expected a whole number (0 = off)", error.value),
+        })?;
         Ok(LambdaConfig {
             names: ResourceNames::new(prefix),
             queue_urls,
             limits,
             sweep_after: Duration::from_secs(sweep_after),
+            rate_limit,
         })
     }
 }
@@ -262,6 +271,7 @@ mod tests {
         assert_eq!(config.limits, Limits::default());
         assert_eq!(config.queue_urls, None);
         assert_eq!(config.sweep_after, Duration::from_secs(30));
+        assert_eq!(config.rate_limit, RateLimit::default());
     }
 
     #[test]
@@ -271,6 +281,7 @@ mod tests {
             ("MESSAGING_MAX_PAGE_SIZE", "20"),
             ("MESSAGING_MAX_BODY_BYTES", "1024"),
             (SWEEP_AFTER_SECS, "120"),
+            ("MESSAGING_RATE_LIMIT_PER_MINUTE", "0"),
             (
                 DIRECT_QUEUE_URL,
                 "https://sqs.eu-west-1.amazonaws.com/1/p-direct.fifo",
@@ -284,6 +295,7 @@ mod tests {
         assert_eq!(config.limits.max_page_size, 20);
         assert_eq!(config.limits.max_body_bytes, 1024);
         assert_eq!(config.sweep_after, Duration::from_secs(120));
+        assert_eq!(config.rate_limit, RateLimit::OFF);
         assert_eq!(
             config.queue_urls.map(|urls| urls.group),
             Some("https://sqs.eu-west-1.amazonaws.com/1/p-group.fifo".to_string())
@@ -297,6 +309,7 @@ mod tests {
             ("MESSAGING_MAX_MESSAGE_BYTES", "lots"),
             (SWEEP_AFTER_SECS, "0"),
             (SWEEP_AFTER_SECS, "soon"),
+            ("MESSAGING_RATE_LIMIT_PER_MINUTE", "many"),
             (
                 DIRECT_QUEUE_URL,
                 "https://sqs.eu-west-1.amazonaws.com/1/p-direct.fifo",

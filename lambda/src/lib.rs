@@ -7,6 +7,8 @@
 //! | `messaging-group-processor` | SQS FIFO `group.fifo` | [`handle_sqs_batch`] |
 //! | `messaging-projector` | DynamoDB stream of the event table | [`handle_stream_batch`] |
 //! | `messaging-sweeper` | EventBridge schedule (every minute) | [`handle_sweep`] |
+//! | `messaging-notifier` | DynamoDB stream of the event table (`MessageDelivered`) | [`notifier::handle_notify_batch`] |
+//! | `messaging-connections` | API Gateway WebSocket `$connect`/`$disconnect` | [`notifier::handle_connection_event`] |
 //!
 //! The handlers take the domain's [`Processor`](messaging_commands::Processor) and
 //! [`Projector`](messaging_projections::Projector), which sit on the ports: they are tested over
@@ -15,6 +17,7 @@
 
 pub mod config;
 pub mod logging;
+pub mod notifier;
 pub mod sqs;
 pub mod stream;
 pub mod sweep;

@@ -1,6 +1,7 @@
 //! Configuration of the local server, read once from the environment at startup.
 
 use messaging_events::Limits;
+use messaging_http::RateLimit;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -19,6 +20,8 @@ pub struct Config {
     pub sweep_after: Duration,
     /// Where events, read models and queues live.
     pub backend: Backend,
+    /// Sends per user per minute (`MESSAGING_RATE_LIMIT_PER_MINUTE`; 0 = no limit).
+    pub rate_limit: RateLimit,
 }
 
 /// The storage backend.
@@ -93,6 +96,10 @@ pub const ENV_HELP: &[(&str, &str)] = &[
         "MESSAGING_MAX_PAGE_SIZE",
         "largest page of messages (default 100)",
     ),
+    (
+        "MESSAGING_RATE_LIMIT_PER_MINUTE",
+        "sends (direct and group) per user per minute, bursts up to the same number; 429 with Retry-After beyond it (default 600; 0 = off)",
+    ),
     ("RUST_LOG", "log filter (default info); logs go to stderr"),
     ("MESSAGING_LOG_FORMAT", "set to json for JSON log lines"),
 ];
@@ -148,12 +155,19 @@ impl Config {
             reason: error.reason,
         })?;
 
+        let rate_limit = RateLimit::from_lookup(&lookup).map_err(|error| ConfigError {
+            name: messaging_http::RATE_LIMIT_VAR,
+            value: error.value,
+            reason: "expected a whole number of sends per minute (0 = off)".into(),
+        })?;
+
         Ok(Config {
             addr,
             data_dir,
             limits,
             sweep_after: Duration::from_secs(sweep_after_secs),
             backend,
+            rate_limit,
         })
     }
 }
@@ -213,6 +227,15 @@ mod tests {
         assert_eq!(got.data_dir, PathBuf::from("./data"));
         assert_eq!(got.limits, Limits::default());
         assert_eq!(got.sweep_after, Duration::from_secs(30));
+        assert_eq!(got.rate_limit, RateLimit { per_minute: 600 });
+    }
+
+    #[test]
+    fn given_a_rate_limit_then_it_is_used_and_zero_turns_it_off() {
+        let got = config(&[("MESSAGING_RATE_LIMIT_PER_MINUTE", "30")]).unwrap();
+        assert_eq!(got.rate_limit.per_minute, 30);
+        let off = config(&[("MESSAGING_RATE_LIMIT_PER_MINUTE", "0")]).unwrap();
+        assert!(!off.rate_limit.is_on());
     }
 
     #[test]
@@ -241,6 +264,8 @@ mod tests {
             ("MESSAGING_SWEEP_AFTER_SECS", "soon"),
             ("MESSAGING_MAX_PAGE_SIZE", "0"),
             ("MESSAGING_BACKEND", "postgres"),
+            ("MESSAGING_RATE_LIMIT_PER_MINUTE", "-1"),
+            ("MESSAGING_RATE_LIMIT_PER_MINUTE", "fast"),
         ] {
             let error = config(&[(name, value)]).unwrap_err();
             assert_eq!(error.name, name);

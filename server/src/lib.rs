@@ -3,18 +3,22 @@
 
 mod aws_workers;
 mod config;
+mod hub;
 mod replay;
 mod state;
 mod workers;
+mod ws;
 
 pub use aws_workers::{AwsWorkerDeps, AwsWorkers};
 pub use config::{Backend, Config, ConfigError, ENV_HELP};
+pub use hub::{Hub, Subscription, CHANNEL_CAPACITY};
 pub use messaging_http::{router, AppState, Problem, PROBLEM_JSON, X_REQUEST_ID};
 pub use replay::{
     run_replay, ReplayAction, ReplayCommand, ReplayOutcome, REPLAY_USAGE, SERVER_REFRESH,
 };
 pub use state::embedded_state;
 pub use workers::{WorkerDeps, Workers, PROJECTOR_CONSUMER};
+pub use ws::{ws_router, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -27,7 +31,9 @@ use messaging_dynamodb::{
 use messaging_embedded::{Embedded, EmbeddedCatalog};
 use messaging_events::Timestamp;
 use messaging_events::{ChangeFeed, Clock, EventStore, SystemClock, WorkQueue};
-use messaging_projections::{GenerationCatalog, GenerationalReadStore, Projector, ReadStore};
+use messaging_projections::{
+    GenerationCatalog, GenerationalReadStore, InboxWaiter, NotifyingReadStore, Projector, ReadStore,
+};
 use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -41,12 +47,25 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let started_at = clock.now();
+    // Real-time delivery: the projector tells the hub, which wakes long polls and pushes to
+    // WebSocket connections.
+    let hub = Hub::new();
     let (state, workers) = match &config.backend {
-        Backend::Embedded => start_embedded(&config, clock, started_at).await?,
+        Backend::Embedded => start_embedded(&config, clock, started_at, &hub).await?,
         Backend::DynamoDb {
             table_prefix,
             create_resources,
-        } => start_dynamodb(&config, table_prefix, *create_resources, clock, started_at).await?,
+        } => {
+            start_dynamodb(
+                &config,
+                table_prefix,
+                *create_resources,
+                clock,
+                started_at,
+                &hub,
+            )
+            .await?
+        }
     };
 
     let listener = tokio::net::TcpListener::bind(config.addr)
@@ -62,9 +81,24 @@ pub async fn run(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+    let waiter: Arc<dyn InboxWaiter> = Arc::new(hub.clone());
+    let app = router(state.clone())
+        .merge(ws_router(state, hub.clone()))
+        .layer(axum::Extension(waiter));
+    let stopping = hub.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Long polls answer at once; WebSocket connections get a close frame.
+            stopping.shutdown();
+        })
         .await;
+    if !hub.connections_closed(ws::CLOSE_GRACE).await {
+        tracing::warn!(
+            open = hub.connections(),
+            "WebSocket connections did not close in time"
+        );
+    }
     tracing::info!("HTTP server stopped; stopping workers");
     workers.stop().await;
     served.context("serving HTTP")?;
@@ -92,6 +126,7 @@ async fn start_embedded(
     config: &Config,
     clock: Arc<dyn Clock>,
     started_at: Timestamp,
+    hub: &Hub,
 ) -> anyhow::Result<(AppState, Running)> {
     let data_dir = config.data_dir.clone();
     // Opening does blocking file I/O and schema setup.
@@ -105,8 +140,11 @@ async fn start_embedded(
             )
         })?;
     let read = embedded_read_models(&embedded, config).await?;
-    let state = embedded_state(&embedded, read.clone(), clock.clone(), config.limits);
-    let workers = Workers::start(worker_deps(&embedded, read, clock, started_at, config));
+    let state = embedded_state(&embedded, read.clone(), clock.clone(), config.limits)
+        .with_rate_limit(config.rate_limit);
+    let mut deps = worker_deps(&embedded, read.clone(), clock, started_at, config);
+    deps.projector = notifying_projector(read, hub);
+    let workers = Workers::start(deps);
     Ok((state, Running::Embedded(workers)))
 }
 
@@ -160,6 +198,7 @@ async fn start_dynamodb(
     create_resources: bool,
     clock: Arc<dyn Clock>,
     started_at: Timestamp,
+    hub: &Hub,
 ) -> anyhow::Result<(AppState, Running)> {
     let clients = AwsClients::from_env().await;
     let names = ResourceNames::new(table_prefix);
@@ -199,10 +238,11 @@ async fn start_dynamodb(
         group_queue: group_queue.clone(),
         clock: clock.clone(),
         limits: config.limits,
-    });
+    })
+    .with_rate_limit(config.rate_limit);
     let workers = AwsWorkers::start(AwsWorkerDeps {
         poller,
-        projector: Projector::new(read.clone()),
+        projector: notifying_projector(read.clone(), hub),
         processor: Arc::new(Processor::new(store)),
         sweeper: Arc::new(Sweeper::new(
             read,
@@ -216,6 +256,14 @@ async fn start_dynamodb(
         sweep_after: config.sweep_after,
     });
     Ok((state, Running::DynamoDb(workers)))
+}
+
+/// A projector that tells `hub` about every inbox entry once it is applied.
+fn notifying_projector(read: Arc<dyn ReadStore>, hub: &Hub) -> Projector {
+    Projector::new(Arc::new(NotifyingReadStore::new(
+        read,
+        Arc::new(hub.clone()),
+    )))
 }
 
 /// The loops' inputs, taken from the embedded store's parts.

@@ -350,6 +350,7 @@ async fn a_sent_message_reaches_the_receiver_through_the_workers() {
         limits: Limits::default(),
         sweep_after: Duration::from_secs(30),
         backend: messaging_server::Backend::Embedded,
+        ..Config::from_lookup(|_| None).expect("the defaults are valid")
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let workers = Workers::start(worker_deps(

@@ -18,6 +18,8 @@ fn config(dir: &std::path::Path) -> Config {
         limits: Limits::default(),
         sweep_after: Duration::from_secs(30),
         backend: messaging_server::Backend::Embedded,
+        // Everything else (the rate limit, ...) as configured by default.
+        ..Config::from_lookup(|_| None).expect("the defaults are valid")
     }
 }
 

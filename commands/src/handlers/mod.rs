@@ -6,6 +6,7 @@ mod groups;
 mod messages;
 mod reads;
 mod register;
+mod tokens;
 
 use crate::idempotency::Idempotency;
 use crate::CommandError;
@@ -17,6 +18,8 @@ use messaging_projections::{Queries, ReadStore};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
+
+pub use tokens::{RevokeToken, Revoked};
 
 /// How often a command re-reads and re-decides after losing an optimistic-concurrency race.
 const MAX_ATTEMPTS: usize = 64;

@@ -1,5 +1,5 @@
 use super::{Appended, CommandHandlers, MAX_ATTEMPTS};
-use crate::auth::{decode_token, encode_token, hash_token, new_token, token_claim_key, wrap_token};
+use crate::auth::{encode_token, hash_token, new_token, token_claim_key, wrap_token};
 use crate::idempotency::Idempotency;
 use crate::{CommandError, Register, Registered};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -84,21 +84,5 @@ impl CommandHandlers {
             }
         }
         Err(super::contended())
-    }
-
-    /// Resolves a bearer token to its user; unknown or malformed tokens are 401.
-    pub async fn authenticate(&self, bearer_token: &str) -> Result<UserId, CommandError> {
-        let token = decode_token(bearer_token).ok_or(CommandError::Unauthenticated)?;
-        let claim = self
-            .deps
-            .store
-            .get_claim(&token_claim_key(&hash_token(&token)))
-            .await?
-            .ok_or(CommandError::Unauthenticated)?;
-        claim
-            .get("user_id")
-            .and_then(|v| v.as_str())
-            .and_then(UserId::parse)
-            .ok_or_else(|| CommandError::Internal("token record without a user".into()))
     }
 }

@@ -10,6 +10,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     let ports = messaging_lambda::config::aws_ports()
         .await
         .inspect_err(messaging_lambda::logging::cold_start_failed)?;
-    let app = router(AppState::new(ports.dependencies()));
+    // Counted per warm instance: a best-effort bound; the stage's throttling is the global one.
+    let state = AppState::new(ports.dependencies()).with_rate_limit(ports.config.rate_limit);
+    let app = router(state);
     lambda_http::run(app).await
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 mod http;
+mod notifier;
 mod sqs;
 mod stream;
 mod sweep;

@@ -1,0 +1,251 @@
+//! `GET /ws`: WebSocket push of the local server.
+//!
+//! The bearer token is checked at the upgrade, before anything is switched: from the
+//! `Authorization: Bearer <token>` header, or, for browsers (which cannot set headers on a
+//! WebSocket), from the subprotocol list: `new WebSocket(url, ["messaging.v1", "bearer." + token])`.
+//! The server then selects `messaging.v1` (never echoing the token). A missing or wrong token
+//! is refused with the usual 401 problem and no upgrade.
+//!
+//! Each message delivered to the user is pushed as one text frame holding the very JSON object
+//! the GET endpoints return, as soon as the projector applied it. Pushing is a notification
+//! only: it does not move the read marker, `get-new-messages` still returns the message, and a
+//! message may be pushed twice (the projector is at-least-once): deduplicate by `message_id`.
+//! A connection that falls [`CHANNEL_CAPACITY`](crate::hub::CHANNEL_CAPACITY) messages behind
+//! is closed with code 1013 ("try again later"): reconnect and re-sync with `get-new-messages`.
+//! When the server stops, every connection gets a close frame with code 1001 ("going away").
+
+use crate::hub::{Hub, Subscription};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use messaging_http::{AppState, Problem};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+/// The subprotocol the server selects.
+pub const SUBPROTOCOL: &str = "messaging.v1";
+/// The prefix of the subprotocol entry that carries a browser's token.
+pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "bearer.";
+/// Longest a push may take before the connection is deemed dead and dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long stopping the server waits for its WebSocket connections to close.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Read buffer of a connection: clients send nothing but control frames.
+const READ_BUFFER: usize = 4 * 1024;
+/// Largest frame a client may send.
+const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+/// Bytes a connection may hold unsent before pushes fail (a stuck client).
+const MAX_WRITE_BUFFER: usize = 256 * 1024;
+
+/// Close code: the server goes away.
+const GOING_AWAY: u16 = 1001;
+/// Close code: try again later (the connection lagged; re-sync).
+const TRY_AGAIN_LATER: u16 = 1013;
+
+#[derive(Clone)]
+struct WsState {
+    app: AppState,
+    hub: Hub,
+}
+
+/// The `/ws` route over the API's handlers (for authentication) and the hub.
+pub fn ws_router(app: AppState, hub: Hub) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .with_state(WsState { app, hub })
+}
+
+async fn upgrade(
+    State(state): State<WsState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let token = match token(&headers) {
+        Ok(token) => token,
+        Err(problem) => return problem.into_response(),
+    };
+    let user = match state.app.handlers.authenticate(&token).await {
+        Ok(user) => user,
+        Err(error) => return Problem::from(error).into_response(),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return Problem::invalid(format!(
+                "not a WebSocket upgrade: {}",
+                rejection.body_text()
+            ))
+            .into_response()
+        }
+    };
+    if state.hub.is_stopping() {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is stopping",
+        )
+        .into_response();
+    }
+    // Subscribed before the switch, so that nothing projected meanwhile is missed.
+    let subscription = state.hub.subscribe(user);
+    let hub = state.hub.clone();
+    tracing::debug!(user_id = %user, "WebSocket connection opened");
+    upgrade
+        .protocols([SUBPROTOCOL])
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| connection(socket, subscription, hub))
+}
+
+/// The bearer token of the upgrade request: the `Authorization` header, else a
+/// `bearer.<token>` subprotocol.
+fn token(headers: &HeaderMap) -> Result<String, Problem> {
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    match (authorization.next(), authorization.next()) {
+        (Some(value), None) => {
+            let malformed =
+                || Problem::unauthenticated("the Authorization header must be Bearer <token>");
+            let value = value.to_str().map_err(|_| malformed())?;
+            let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
+            let token = token.trim();
+            if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+                return Err(malformed());
+            }
+            Ok(token.to_string())
+        }
+        (Some(_), Some(_)) => Err(Problem::unauthenticated(
+            "send at most one Authorization header",
+        )),
+        (None, _) => headers
+            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .find_map(|protocol| protocol.trim().strip_prefix(TOKEN_SUBPROTOCOL_PREFIX))
+            .filter(|token| !token.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Problem::unauthenticated(
+                    "send Authorization: Bearer <token>, or (browsers) the subprotocols \
+                     messaging.v1 and bearer.<token>",
+                )
+            }),
+    }
+}
+
+/// Pushes the user's deliveries until the client leaves, the connection breaks or lags, or
+/// the server stops.
+async fn connection(mut socket: WebSocket, mut subscription: Subscription, hub: Hub) {
+    let _guard = hub.connection_guard();
+    let mut stop = hub.stopping();
+    loop {
+        tokio::select! {
+            pushed = subscription.recv() => match pushed {
+                Ok(json) => {
+                    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(json))).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "WebSocket push failed; dropping the connection");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("WebSocket push timed out; dropping the connection");
+                            return;
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::info!(missed, "WebSocket client lagged; closing it so that it re-syncs");
+                    close(socket, TRY_AGAIN_LATER, "lagged: re-sync with GET /get-new-messages").await;
+                    return;
+                }
+                Err(RecvError::Closed) => {
+                    close(socket, GOING_AWAY, "server shutting down").await;
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                // Pings are answered by the protocol layer; a close is answered on the next
+                // read, which then ends the stream.
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "WebSocket connection broke");
+                    return;
+                }
+                None => return,
+            },
+            () = stopped(&mut stop) => {
+                close(socket, GOING_AWAY, "server shutting down").await;
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves once the server is stopping (holding no borrow of the flag).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Sends a close frame and waits briefly for the client's.
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let closing = async {
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = socket.recv().await {}
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn the_token_comes_from_the_header_or_a_bearer_subprotocol() {
+        assert_eq!(
+            token(&headers(&[("authorization", "Bearer abc")])).unwrap(),
+            "abc"
+        );
+        assert_eq!(
+            token(&headers(&[(
+                "sec-websocket-protocol",
+                "messaging.v1, bearer.abc-_1"
+            )]))
+            .unwrap(),
+            "abc-_1"
+        );
+        for bad in [
+            vec![],
+            vec![("authorization", "Basic abc")],
+            vec![("authorization", "Bearer a"), ("authorization", "Bearer b")],
+            vec![("sec-websocket-protocol", "messaging.v1")],
+            vec![("sec-websocket-protocol", "messaging.v1, bearer.")],
+        ] {
+            let problem = token(&headers(&bad)).unwrap_err();
+            assert_eq!(problem.status, 401, "{bad:?}");
+        }
+    }
+}
