@@ -5,8 +5,8 @@
 use crate::decide::delivery::{decide_direct, decide_group, Delivery};
 use crate::decide::{BlockersState, GroupState};
 use messaging_events::{
-    AppendError, AppendRequest, Claim, Event, EventStore, GroupId, MessageId, NewEvent, StoreError,
-    StreamAppend, StreamId, Timestamp, UserId, WorkItem,
+    AppendError, AppendRequest, Claim, Event, EventStore, GroupId, MessageId, NewEvent,
+    RecordedEvent, StoreError, StreamAppend, StreamId, Timestamp, UserId, WorkItem,
 };
 use serde_json::json;
 use std::sync::Arc;
@@ -18,6 +18,9 @@ const MAX_ATTEMPTS: usize = 32;
 /// of its own, so these appends never race each other; a group message to 1,000 members takes
 /// 1,000 / `DELIVERY_CONCURRENCY` round trips instead of 1,000.
 const DELIVERY_CONCURRENCY: usize = 16;
+/// Most unsettled earlier messages of one sender a delivery settles first; beyond, it fails
+/// (and is retried) rather than holding one invocation for long.
+const MAX_PREDECESSORS: usize = 1_000;
 
 /// Why a work item was not processed; the item stays on the queue and is retried.
 #[derive(Debug, thiserror::Error)]
@@ -74,14 +77,70 @@ impl Processor {
             | Event::GroupMessageSent { message_id, .. } => *message_id,
             other => return Err(ProcessError::NotAMessage(other.type_name().into())),
         };
-        if self
+        if self.settled(message_id).await? {
+            return Ok(());
+        }
+        // One sender's messages reach every inbox in acceptance order, even when an earlier
+        // one comes late (its enqueue failed and the sweep re-enqueued it, or its processing
+        // failed and the queue redelivers it after later ones): settle those first.
+        for earlier in self.unsettled_predecessors(sent).await? {
+            self.decide(&earlier).await?;
+        }
+        self.decide(sent).await
+    }
+
+    /// Whether the message has its outcome.
+    async fn settled(&self, message_id: MessageId) -> Result<bool, StoreError> {
+        Ok(self
             .store
             .last_event(&StreamId::message(message_id))
             .await?
-            .is_some()
-        {
-            return Ok(());
+            .is_some())
+    }
+
+    /// The sender's earlier messages that have no outcome yet, oldest first. Every outcome is
+    /// recorded only after those of the sender's earlier messages, so the walk back stops at
+    /// the first settled one: usually the previous message (two reads, whatever the history).
+    async fn unsettled_predecessors(
+        &self,
+        sent: &RecordedEvent,
+    ) -> Result<Vec<RecordedEvent>, ProcessError> {
+        let mut unsettled = Vec::new();
+        let mut version = sent.version;
+        while version > 1 {
+            if unsettled.len() >= MAX_PREDECESSORS {
+                return Err(ProcessError::Contended(sent.stream.clone()));
+            }
+            let Some(previous) = self
+                .store
+                .read_stream(&sent.stream, version - 2, Some(version - 1))
+                .await?
+                .pop()
+            else {
+                break;
+            };
+            let previous_id = match &previous.event {
+                Event::DirectMessageSent { message_id, .. }
+                | Event::GroupMessageSent { message_id, .. } => *message_id,
+                _ => break,
+            };
+            if self.settled(previous_id).await? {
+                break;
+            }
+            version = previous.version;
+            unsettled.push(previous);
         }
+        unsettled.reverse();
+        Ok(unsettled)
+    }
+
+    /// Decides and records delivery of one accepted message.
+    async fn decide(&self, sent: &RecordedEvent) -> Result<(), ProcessError> {
+        let message_id = match &sent.event {
+            Event::DirectMessageSent { message_id, .. }
+            | Event::GroupMessageSent { message_id, .. } => *message_id,
+            other => return Err(ProcessError::NotAMessage(other.type_name().into())),
+        };
         match &sent.event {
             Event::DirectMessageSent {
                 sender,

@@ -292,6 +292,24 @@ impl Meter {
         while let Some(done) = tasks.join_next().await {
             delivered.extend(done.expect("append task"));
         }
+        // The newest old send has its outcome, as in a live system: the processor settles a
+        // sender's unsettled earlier messages before a new one (per-sender order).
+        if history > 0 {
+            let newest = message_id(&self.last(&outbox).await);
+            let outcome = Event::MessageDispatched {
+                message_id: newest,
+                delivered: 1,
+                withheld: 0,
+            };
+            self.store
+                .append(AppendRequest::single(
+                    StreamId::message(newest),
+                    0,
+                    vec![NewEvent::new(outcome)],
+                ))
+                .await
+                .expect("outcome of the newest old send");
+        }
         delivered.extend(
             self.store
                 .append(AppendRequest::single(

@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod blocks;
 mod crash;
+mod crash_random;
 mod groups;
 mod happy_path;
 mod helpers;
