@@ -62,23 +62,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logging, the configuration from the environment and an async runtime: what every
+/// subcommand starts with. A failure is printed and becomes the exit status.
+fn start() -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    init_logging();
+    let config = Config::from_env().map_err(|error| {
+        eprintln!("error: {error}");
+        ExitCode::FAILURE
+    })?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|error| {
+        eprintln!("error: starting the async runtime: {error}");
+        ExitCode::FAILURE
+    })?;
+    Ok((config, runtime))
+}
+
 /// Runs `replay` with the same configuration as `serve`; exit status 1 when `--verify`
 /// finds differences or the replay fails.
 fn replay(command: &ReplayCommand) -> ExitCode {
-    init_logging();
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: starting the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match start() {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     match runtime.block_on(messaging_server::run_replay(&config, command)) {
         Ok(ReplayOutcome::Ok) => ExitCode::SUCCESS,
@@ -91,20 +95,9 @@ fn replay(command: &ReplayCommand) -> ExitCode {
 }
 
 fn serve() -> ExitCode {
-    init_logging();
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: starting the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let (config, runtime) = match start() {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let shutdown = shutdown_signal()?;
