@@ -287,9 +287,11 @@ async fn poll(base: &str, http: &reqwest::Client, user: &User, record: &Record) 
     let state = polls.entry(user.id.clone()).or_default();
     match result {
         Some(body) => {
+            let messages = ids(body["messages"].as_array().unwrap());
             state.0 = body["cursor"].as_str().map(str::to_string);
-            state.1 = false;
-            state.2.extend(ids(body["messages"].as_array().unwrap()));
+            // Recovering a lost answer pages on with `since` until a page comes back empty.
+            state.1 = repeat && !messages.is_empty();
+            state.2.extend(messages);
             true
         }
         None => {

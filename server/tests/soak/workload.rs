@@ -493,9 +493,13 @@ pub async fn poll(
                 "get-new-messages{} ok",
                 if since.is_some() { " since" } else { "" }
             ));
-            poller.repeat = false;
-            poller.cursor = Some(answer.cursor);
             let n = answer.messages.len();
+            // A client recovering a lost answer pages on with `since` until it has caught up
+            // (an empty page): a shorter page than the lost one leaves messages between its
+            // cursor and the marker that only `since` returns (seed 156040512 found this
+            // when the recovery switched back to plain calls too early).
+            poller.repeat = since.is_some() && n > 0;
+            poller.cursor = Some(answer.cursor);
             poller
                 .returned
                 .extend(answer.messages.into_iter().map(|m| m.message_id));
