@@ -279,7 +279,7 @@ def main() -> int:
     stack_resources = cfn.describe_stack_resources(StackName=stack)["StackResources"]
     stack_tables = {r["PhysicalResourceId"] for r in stack_resources if r["ResourceType"] == "AWS::DynamoDB::Table"}
     stack_queues = {r["PhysicalResourceId"].rsplit("/", 1)[-1] for r in stack_resources if r["ResourceType"] == "AWS::SQS::Queue"}
-    tables_now = {t for t in dynamodb.list_tables()["TableNames"] if t.startswith(prefix)}
+    tables_now = {t for t in all_tables(dynamodb) if t.startswith(prefix)}
     queues_now = [u.rsplit("/", 1)[-1] for u in sqs.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])]
     results.check("the server used the stack's resources without creating any",
                   tables_now == stack_tables and set(queues_now) == stack_queues,
@@ -288,12 +288,21 @@ def main() -> int:
     if not args.keep:
         cfn.delete_stack(StackName=stack)
         cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
-        left = [t for t in dynamodb.list_tables()["TableNames"] if t.startswith(prefix)]
+        left = [t for t in all_tables(dynamodb) if t.startswith(prefix)]
         results.check("deleting the stack removes its tables", not left, str(left))
     if results.failed:
         print(f"server log: {log_path}")
     print(f"moto stack test: {results.passed} passed, {results.failed} failed")
     return 1 if results.failed else 0
+
+
+def all_tables(dynamodb):
+    """Every table name: ListTables answers 100 at a time, and the shared test server holds
+    the tables of every other test too."""
+    names = []
+    for page in dynamodb.get_paginator("list_tables").paginate():
+        names.extend(page["TableNames"])
+    return names
 
 
 if __name__ == "__main__":
