@@ -215,16 +215,29 @@ impl Processor {
                 recipients,
                 withheld,
             } => {
-                self.deliver_all(message, &recipients).await?;
-                Event::MessageDispatched {
+                let outcome = Event::MessageDispatched {
                     message_id: message.message_id,
                     delivered: u32::try_from(recipients.len()).unwrap_or(u32::MAX),
                     withheld,
+                };
+                if let [recipient] = recipients[..] {
+                    return self.deliver(message, recipient, Some(outcome)).await;
                 }
+                self.deliver_all(message, &recipients).await?;
+                outcome
             }
         };
+        self.record_outcome(message.message_id, outcome).await
+    }
+
+    /// Appends the outcome that ends a message's work, once.
+    async fn record_outcome(
+        &self,
+        message_id: MessageId,
+        outcome: Event,
+    ) -> Result<(), ProcessError> {
         let request = AppendRequest::single(
-            StreamId::message(message.message_id),
+            StreamId::message(message_id),
             0,
             vec![NewEvent::new(outcome)],
         );
@@ -244,7 +257,7 @@ impl Processor {
         recipients: &[UserId],
     ) -> Result<(), ProcessError> {
         if let [recipient] = recipients {
-            return self.deliver(message, *recipient).await;
+            return self.deliver(message, *recipient, None).await;
         }
         let mut pending = recipients.iter().copied();
         let mut running = tokio::task::JoinSet::new();
@@ -257,7 +270,7 @@ impl Processor {
                 let processor = self.clone();
                 let message = message.clone();
                 running.spawn(
-                    async move { processor.deliver(&message, recipient).await }
+                    async move { processor.deliver(&message, recipient, None).await }
                         .instrument(tracing::Span::current()),
                 );
             }
@@ -282,37 +295,61 @@ impl Processor {
 
     /// Appends the message to one inbox at its next position, once: the delivery claim
     /// de-duplicates redeliveries and concurrent duplicates.
-    async fn deliver(&self, message: &Message, recipient: UserId) -> Result<(), ProcessError> {
+    ///
+    /// With `outcome` (a message with a single recipient, every direct message) the outcome is
+    /// appended in the same transaction instead of a claim: one write instead of two, and the
+    /// outcome's stream, which only ever holds one event, de-duplicates as the claim would.
+    async fn deliver(
+        &self,
+        message: &Message,
+        recipient: UserId,
+        outcome: Option<Event>,
+    ) -> Result<(), ProcessError> {
         let claim_key = format!("delivery:{}:{}", message.message_id, recipient);
+        // Work half done by a build that recorded the delivery and the outcome apart.
         if self.store.get_claim(&claim_key).await?.is_some() {
-            return Ok(());
+            return match outcome {
+                Some(outcome) => self.record_outcome(message.message_id, outcome).await,
+                None => Ok(()),
+            };
         }
         let inbox = StreamId::inbox(recipient);
+        let outcome_stream = StreamId::message(message.message_id);
         for attempt in 0..MAX_ATTEMPTS {
             let position = self
                 .store
                 .last_event(&inbox)
                 .await?
                 .map_or(0, |e| e.version);
-            let request = AppendRequest {
-                appends: vec![StreamAppend {
-                    stream: inbox.clone(),
-                    expected_version: position,
-                    events: vec![NewEvent::new(Event::MessageDelivered {
-                        message_id: message.message_id,
-                        recipient,
-                        sender: message.sender,
-                        receiver: message.receiver,
-                        group_id: message.group_id,
-                        text: message.text.clone(),
-                        sent_at: message.sent_at,
-                    })],
-                }],
-                checks: Vec::new(),
-                claims: vec![Claim {
+            let mut appends = vec![StreamAppend {
+                stream: inbox.clone(),
+                expected_version: position,
+                events: vec![NewEvent::new(Event::MessageDelivered {
+                    message_id: message.message_id,
+                    recipient,
+                    sender: message.sender,
+                    receiver: message.receiver,
+                    group_id: message.group_id,
+                    text: message.text.clone(),
+                    sent_at: message.sent_at,
+                })],
+            }];
+            let mut claims = Vec::new();
+            match &outcome {
+                Some(outcome) => appends.push(StreamAppend {
+                    stream: outcome_stream.clone(),
+                    expected_version: 0,
+                    events: vec![NewEvent::new(outcome.clone())],
+                }),
+                None => claims.push(Claim {
                     key: claim_key.clone(),
                     value: json!({ "position": position + 1 }),
-                }],
+                }),
+            }
+            let request = AppendRequest {
+                appends,
+                checks: Vec::new(),
+                claims,
             };
             match self.store.append(request).await {
                 Ok(_) => {
@@ -320,6 +357,8 @@ impl Processor {
                     return Ok(());
                 }
                 Err(AppendError::ClaimTaken { .. }) => return Ok(()),
+                // A concurrent duplicate delivered it and recorded the outcome first.
+                Err(AppendError::Conflict { stream }) if stream == outcome_stream => return Ok(()),
                 Err(AppendError::Conflict { .. }) => {
                     // Spread concurrent deliveries to one inbox instead of colliding again.
                     let micros = rand::random_range(0..1_000 * (attempt as u64 + 1).min(20));

@@ -5,7 +5,8 @@ use crate::memory_store::{MemoryQueue, MemoryStore};
 use crate::*;
 use async_trait::async_trait;
 use messaging_events::{
-    Event, GroupId, Limits, RejectionReason, StreamId, SystemClock, Timestamp, UserId, WorkItem,
+    AppendRequest, Claim, Event, EventStore, GroupId, Limits, NewEvent, RejectionReason, StreamId,
+    SystemClock, Timestamp, UserId, WorkItem,
 };
 use messaging_projections::{
     HistoryEntry, InboxEntry, PendingWork, ReadModelChange, ReadStore, ReadStoreError,
@@ -73,6 +74,7 @@ fn harness() -> Harness {
         group_queue: group.clone(),
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
+        enqueue_in_background: false,
     });
     let processor = Processor::new(store.clone());
     Harness {
@@ -515,4 +517,43 @@ async fn the_sweep_item_is_processed_like_the_original() {
     };
     h.processor.handle(&copy).await.expect("processed again");
     assert_eq!(h.inbox(b).len(), 1);
+}
+
+#[tokio::test]
+async fn given_a_delivery_recorded_without_its_outcome_then_only_the_outcome_is_added() {
+    // What a build that appended a direct message's delivery and outcome apart could leave.
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    let message_id = h.send(a, b, "half done").await;
+    let item = h.direct.drain().remove(0);
+    let Event::DirectMessageSent {
+        message_id: id,
+        sender,
+        text,
+        sent_at,
+        ..
+    } = item.sent.event.clone()
+    else {
+        panic!("a direct message");
+    };
+    let delivered = Event::MessageDelivered {
+        message_id: id,
+        recipient: b,
+        sender,
+        receiver: Some(b),
+        group_id: None,
+        text,
+        sent_at,
+    };
+    let mut request = AppendRequest::single(StreamId::inbox(b), 0, vec![NewEvent::new(delivered)]);
+    request.claims.push(Claim {
+        key: format!("delivery:{message_id}:{b}"),
+        value: serde_json::json!({ "position": 1 }),
+    });
+    h.store.append(request).await.expect("half done");
+
+    h.processor.handle(&item).await.expect("finished");
+
+    assert_eq!(h.inbox(b), vec!["half done"]);
+    assert_eq!(h.count(|e| matches!(e, Event::MessageDispatched { .. })), 1);
 }

@@ -10,11 +10,24 @@ use std::time::Duration;
 /// `SQLITE_BUSY` (reported as unavailable, so the caller retries).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The writer's page cache, in KiB (a negative `cache_size` means KiB).
-const WRITER_CACHE_KIB: i64 = -65_536;
+/// A writer's page cache, in KiB (a negative `cache_size` means KiB).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CacheSize {
+    /// For many small commits: SQLite walks the whole cache's hash table at the end of each
+    /// write transaction, so a large cache costs every commit (a sixth of the send rate at
+    /// 64 MiB).
+    Small = -8_192,
+    /// For large batches over random keys (projections, a replay rebuild), which spend their
+    /// time re-reading index pages with a small one.
+    Large = -65_536,
+}
 
 /// Opens the single writing connection of a database file, creating the file and its tables.
-pub(crate) fn open_writer(path: &Path, schema: &Schema) -> Result<Connection, EmbeddedError> {
+pub(crate) fn open_writer(
+    path: &Path,
+    schema: &Schema,
+    cache: CacheSize,
+) -> Result<Connection, EmbeddedError> {
     let conn = Connection::open(path)?;
     configure(&conn)?;
     let mode: String =
@@ -25,10 +38,18 @@ pub(crate) fn open_writer(path: &Path, schema: &Schema) -> Result<Connection, Em
             path.display()
         )));
     }
-    // The writer touches index pages all over the file (random UUID keys); with SQLite's
-    // default 2 MB cache a large rebuild or a long run spends its time re-reading them.
-    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    // The writer touches index pages all over the file (random UUID keys).
+    conn.pragma_update(None, "cache_size", cache as i64)?;
+    // The checkpointer thread copies the log back instead (see `checkpointer`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     migrate(&conn, path, schema)?;
+    Ok(conn)
+}
+
+/// Opens the connection that checkpoints a file for its writer (see `checkpointer`).
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, EmbeddedError> {
+    let conn = Connection::open(path)?;
+    configure(&conn)?;
     Ok(conn)
 }
 

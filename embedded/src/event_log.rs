@@ -48,7 +48,7 @@ impl EventLog for EmbeddedEventStore {
         let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .readers
-            .read(move |conn| page(conn, after, limit_sql))
+            .scan(move |conn| page(conn, after, limit_sql))
             .await?;
         let last = rows.last().map(|(seq, _)| *seq);
         let full = rows.len() == limit;

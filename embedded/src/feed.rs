@@ -16,7 +16,7 @@ impl ChangeFeed for EmbeddedEventStore {
         let consumer = consumer.to_string();
         let records = self
             .readers
-            .read(move |conn| poll(conn, &consumer, max))
+            .scan(move |conn| poll(conn, &consumer, max))
             .await?;
         Ok(records)
     }

@@ -12,6 +12,7 @@
 //! polled just before the commit and waits just after it does not sleep through it.
 
 mod append;
+mod checkpointer;
 mod connection;
 mod convert;
 mod error;
@@ -35,6 +36,7 @@ pub use generations::EmbeddedCatalog;
 pub use queue::EmbeddedQueue;
 pub use read_store::EmbeddedReadStore;
 
+use connection::CacheSize;
 use readers::Readers;
 use std::path::Path;
 use std::sync::Arc;
@@ -64,7 +66,7 @@ impl Embedded {
         })?;
 
         let events_path = data_dir.join("events.sqlite3");
-        let events_conn = connection::open_writer(&events_path, &schema::EVENTS)?;
+        let events_conn = connection::open_writer(&events_path, &schema::EVENTS, CacheSize::Small)?;
         let events_writer = Arc::new(Writer::start("events", events_conn)?);
         let events_readers = Readers::new(events_path);
 

@@ -7,6 +7,7 @@
 //! Each write runs in its own savepoint, so a refused write (a conflict, a taken claim) rolls
 //! back alone while the rest of its batch commits; its caller only hears back after the commit.
 
+use crate::checkpointer::Checkpointer;
 use crate::EmbeddedError;
 use rusqlite::{Connection, TransactionBehavior};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -73,11 +74,17 @@ where
 pub(crate) struct Writer {
     jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Dropped after the writer thread has finished (fields drop after `Drop::drop`).
+    _checkpointer: Checkpointer,
 }
 
 impl Writer {
     /// Starts the writer thread for `conn`.
     pub(crate) fn start(name: &str, conn: Connection) -> Result<Writer, EmbeddedError> {
+        let path = conn.path().map(std::path::PathBuf::from).ok_or_else(|| {
+            EmbeddedError::Setup(format!("the {name} writer's database has no file"))
+        })?;
+        let checkpointer = Checkpointer::start(name, &path)?;
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("sqlite-writer-{name}"))
@@ -86,6 +93,7 @@ impl Writer {
         Ok(Writer {
             jobs: Mutex::new(Some(sender)),
             thread: Mutex::new(Some(thread)),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -159,6 +167,15 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::
     // IMMEDIATE takes the write lock up front, so no statement inside can fail with a busy
     // upgrade half-way through the batch. Dropping `tx` on an error rolls everything back.
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let [job] = batch {
+        // Alone in its transaction, a write needs no savepoint (which copies every page it
+        // touches to a sub-journal): rolling back the transaction rolls back the write.
+        return if job.run(&tx) {
+            tx.commit()
+        } else {
+            tx.rollback()
+        };
+    }
     for job in batch.iter_mut() {
         let savepoint = tx.savepoint()?;
         if job.run(&savepoint) {

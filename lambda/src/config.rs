@@ -169,6 +169,8 @@ impl AwsPorts {
             group_queue: self.group_queue.clone(),
             clock: Arc::new(SystemClock),
             limits: self.config.limits,
+            // Frozen once it answers: a background enqueue might never run.
+            enqueue_in_background: false,
         }
     }
 }

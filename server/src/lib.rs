@@ -238,6 +238,7 @@ async fn start_dynamodb(
         group_queue: group_queue.clone(),
         clock: clock.clone(),
         limits: config.limits,
+        enqueue_in_background: true,
     })
     .with_rate_limit(config.rate_limit);
     let workers = AwsWorkers::start(AwsWorkerDeps {

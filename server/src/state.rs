@@ -22,5 +22,6 @@ pub fn embedded_state(
         group_queue: embedded.group_queue.clone(),
         clock,
         limits,
+        enqueue_in_background: true,
     })
 }

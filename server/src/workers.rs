@@ -18,7 +18,7 @@ pub const PROJECTOR_CONSUMER: &str = "projector";
 /// Most feed records projected in one batch.
 const FEED_BATCH: usize = 500;
 /// Most queue messages handled in one batch (a Lambda batch size).
-const QUEUE_BATCH: usize = 32;
+const QUEUE_BATCH: usize = 256;
 /// How long a received message stays hidden; a crash mid-batch redelivers after this.
 const VISIBILITY: Duration = Duration::from_secs(30);
 /// The longest an idle loop sleeps without a wake-up, in case a notification was missed.

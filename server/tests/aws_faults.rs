@@ -56,6 +56,7 @@ async fn setup() -> Setup {
         group_queue: group_queue.clone(),
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
+        enqueue_in_background: false,
     });
     let poller = StreamPoller::new(&clients, &names, "projector")
         .await

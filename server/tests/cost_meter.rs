@@ -126,6 +126,7 @@ impl Meter {
             group_queue: group_queue.clone(),
             clock: Arc::new(SystemClock),
             limits: Limits::default(),
+            enqueue_in_background: false,
         });
         Meter {
             counter,

@@ -84,6 +84,7 @@ fn dependencies(
         group_queue: group.clone(),
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
+        enqueue_in_background: false,
     }
 }
 

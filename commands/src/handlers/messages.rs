@@ -6,6 +6,8 @@ use messaging_events::{
     AppendRequest, Event, GroupId, MessageId, MessageText, NewEvent, RecordedEvent, StreamAppend,
     StreamId, Timestamp, UserId, VersionCheck, WorkItem, WorkQueue,
 };
+use std::sync::Arc;
+use tracing::Instrument;
 
 /// What a send pins at acceptance besides the message itself.
 struct Pinned {
@@ -49,7 +51,7 @@ impl CommandHandlers {
             match self.commit(request, idem.as_ref(), &response).await? {
                 Appended::Committed(recorded) => {
                     tracing::info!(%message_id, sender_id = %sender, receiver_id = %receiver, "direct message accepted");
-                    self.enqueue(&*self.deps.direct_queue, recorded).await;
+                    self.enqueue(&self.deps.direct_queue, recorded).await;
                     return Ok(response);
                 }
                 Appended::Replayed(done) => return Ok(done),
@@ -107,7 +109,7 @@ impl CommandHandlers {
             match self.commit(request, idem.as_ref(), &response).await? {
                 Appended::Committed(recorded) => {
                     tracing::info!(%message_id, sender_id = %sender, %group_id, "group message accepted");
-                    self.enqueue(&*self.deps.group_queue, recorded).await;
+                    self.enqueue(&self.deps.group_queue, recorded).await;
                     return Ok(response);
                 }
                 Appended::Replayed(done) => return Ok(done),
@@ -160,12 +162,23 @@ impl CommandHandlers {
         }
     }
 
-    /// Hands accepted work to a processor. A failure here loses nothing: the event is
-    /// durable and the sweep re-enqueues work that has no outcome.
-    async fn enqueue(&self, queue: &dyn WorkQueue, recorded: Vec<RecordedEvent>) {
-        let items: Vec<WorkItem> = recorded.into_iter().map(|sent| WorkItem { sent }).collect();
-        if let Err(error) = queue.enqueue(items).await {
-            tracing::warn!(%error, "enqueue failed; the sweep will re-enqueue");
+    /// Hands accepted work to a processor, now or in the background (see
+    /// [`super::Dependencies::enqueue_in_background`]).
+    async fn enqueue(&self, queue: &Arc<dyn WorkQueue>, recorded: Vec<RecordedEvent>) {
+        if self.deps.enqueue_in_background {
+            let queue = Arc::clone(queue);
+            tokio::spawn(enqueue(queue, recorded).in_current_span());
+        } else {
+            enqueue(Arc::clone(queue), recorded).await;
         }
+    }
+}
+
+/// A failure here loses nothing: the event is durable and the sweep re-enqueues work that has
+/// no outcome.
+async fn enqueue(queue: Arc<dyn WorkQueue>, recorded: Vec<RecordedEvent>) {
+    let items: Vec<WorkItem> = recorded.into_iter().map(|sent| WorkItem { sent }).collect();
+    if let Err(error) = queue.enqueue(items).await {
+        tracing::warn!(%error, "enqueue failed; the sweep will re-enqueue");
     }
 }

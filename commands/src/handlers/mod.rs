@@ -39,6 +39,12 @@ pub struct Dependencies {
     pub clock: Arc<dyn Clock>,
     /// Input limits.
     pub limits: Limits,
+    /// Whether a send answers as soon as its event is durable, with the enqueue left to a
+    /// background task. Only for long-running processes: the event alone is the promise (the
+    /// sweep re-enqueues accepted work that no queue holds, at startup too), and the answer no
+    /// longer waits for a second commit. A Lambda function must await the enqueue, since it
+    /// is frozen once it has answered.
+    pub enqueue_in_background: bool,
 }
 
 /// The handlers of every endpoint of the REST contract, independent of HTTP.

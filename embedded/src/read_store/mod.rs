@@ -3,6 +3,7 @@
 mod apply;
 mod queries;
 
+use crate::connection::CacheSize;
 use crate::readers::Readers;
 use crate::writer::Writer;
 use crate::{connection, schema, EmbeddedError};
@@ -27,7 +28,7 @@ impl EmbeddedReadStore {
     /// Opens (creating if missing) read models in their own file; [`crate::Embedded::open`]
     /// uses `{data_dir}/read.sqlite3`, and a replay can rebuild into a fresh file.
     pub fn open(file: &Path) -> Result<Self, EmbeddedError> {
-        let conn = connection::open_writer(file, &schema::READ)?;
+        let conn = connection::open_writer(file, &schema::READ, CacheSize::Large)?;
         Ok(Self {
             writer: Arc::new(Writer::start("read", conn)?),
             readers: Readers::new(file.to_path_buf()),

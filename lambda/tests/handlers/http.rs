@@ -28,6 +28,7 @@ fn app(store: &Store) -> Router {
         group_queue: embedded.group_queue.clone(),
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
+        enqueue_in_background: false,
     }))
 }
 
