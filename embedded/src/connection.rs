@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// How long a statement waits for a lock held by another connection before giving up with
 /// `SQLITE_BUSY` (reported as unavailable, so the caller retries).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A writer's page cache, in KiB (a negative `cache_size` means KiB).
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,8 @@ pub(crate) fn open_writer(
     conn.pragma_update(None, "cache_size", cache as i64)?;
     // The checkpointer thread copies the log back instead (see `checkpointer`).
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When the log starts over, its file is cut back to this (bytes), not left at its peak.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     migrate(&conn, path, schema)?;
     Ok(conn)
 }

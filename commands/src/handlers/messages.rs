@@ -33,7 +33,7 @@ impl CommandHandlers {
             return Ok(done);
         }
         self.require_users(&[receiver]).await?;
-        let message_id = MessageId::new_random();
+        let message_id = MessageId::new_time_ordered();
         let response = Accepted {
             message_id: message_id.to_string(),
         };
@@ -82,7 +82,7 @@ impl CommandHandlers {
         if let Some(done) = self.replayed(idem.as_ref()).await? {
             return Ok(done);
         }
-        let message_id = MessageId::new_random();
+        let message_id = MessageId::new_time_ordered();
         let response = Accepted {
             message_id: message_id.to_string(),
         };
