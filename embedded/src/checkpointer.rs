@@ -3,7 +3,8 @@
 //! SQLite's default checkpoints run inside whichever commit crosses 1,000 WAL pages, so one
 //! commit in many carries the copy and the fsync of the whole file: under load that was a
 //! tenth of the read-model writer's time and the tail of its latency. Here a thread of its own
-//! runs passive checkpoints, which never block the writer or the readers.
+//! runs passive checkpoints, which never block the writer or the readers, and, once the log is
+//! long, a restart that may hold the writer for up to `RESTART_WAIT` (see [`checkpoint`]).
 
 use crate::connection::{open_checkpointer, BUSY_TIMEOUT};
 use crate::EmbeddedError;
