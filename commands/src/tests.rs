@@ -74,7 +74,7 @@ fn harness() -> Harness {
         group_queue: group.clone(),
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
-        enqueue_in_background: false,
+        dispatch: Dispatch::Enqueue,
     });
     let processor = Processor::new(store.clone());
     Harness {

@@ -54,3 +54,61 @@ pub async fn moto_config() -> aws_config::SdkConfig {
 pub fn unique_names() -> ResourceNames {
     ResourceNames::new(format!("t{}-", uuid::Uuid::new_v4().simple()))
 }
+
+/// Writes `events` to the event table without conditions, 25 per `BatchWriteItem`: for tests
+/// that need long histories fast (an append per event takes minutes on moto).
+pub async fn seed_events(
+    clients: &AwsClients,
+    names: &ResourceNames,
+    events: &[messaging_events::RecordedEvent],
+) -> Result<(), crate::ReadError> {
+    let items = events
+        .iter()
+        .map(|event| {
+            let item = crate::EventItem::from_recorded(event)
+                .to_item()
+                .map_err(|error| corrupt("event item", error.to_string()))?;
+            Ok(item.into())
+        })
+        .collect::<Result<Vec<_>, crate::ReadError>>()?;
+    batch_put(&clients.dynamodb, &names.events_table(), items).await
+}
+
+fn corrupt(what: &'static str, detail: String) -> crate::ReadError {
+    crate::ReadError::Corrupt { what, detail }
+}
+
+/// `BatchWriteItem` puts of `items` into `table`, 25 at a time, resending what comes back
+/// unprocessed.
+pub(crate) async fn batch_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) -> Result<(), crate::ReadError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in items.chunks(25) {
+        let mut requests = chunk
+            .iter()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+                    .map_err(|error| corrupt("put request", error.to_string()))?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, crate::ReadError>>()?;
+        while !requests.is_empty() {
+            let output = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .map_err(|error| crate::ReadError::request("dynamodb.BatchWriteItem", error))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut left| left.remove(table))
+                .unwrap_or_default();
+        }
+    }
+    Ok(())
+}

@@ -16,7 +16,7 @@
 //! without a redeployment.
 
 use anyhow::Context;
-use messaging_commands::{Dependencies, Processor, Sweeper};
+use messaging_commands::{Dependencies, Dispatch, Processor, Sweeper};
 use messaging_dynamodb::{
     queue_urls, AwsClients, DynamoCatalog, DynamoEventStore, QueueUrls, ResourceNames, SqsQueue,
 };
@@ -170,7 +170,7 @@ impl AwsPorts {
             clock: Arc::new(SystemClock),
             limits: self.config.limits,
             // Frozen once it answers: a background enqueue might never run.
-            enqueue_in_background: false,
+            dispatch: Dispatch::Enqueue,
         }
     }
 }

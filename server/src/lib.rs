@@ -3,6 +3,7 @@
 
 mod aws_workers;
 mod config;
+mod dispatch;
 mod hub;
 mod replay;
 mod state;
@@ -11,6 +12,7 @@ mod ws;
 
 pub use aws_workers::{AwsWorkerDeps, AwsWorkers};
 pub use config::{Backend, Config, ConfigError, ENV_HELP};
+pub use dispatch::DISPATCHER_CONSUMER;
 pub use hub::{Hub, Subscription, CHANNEL_CAPACITY};
 pub use messaging_http::{router, AppState, Problem, PROBLEM_JSON, X_REQUEST_ID};
 pub use replay::{
@@ -22,7 +24,7 @@ pub use ws::{ws_router, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX};
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
-use messaging_commands::{Dependencies, Processor, Sweeper};
+use messaging_commands::{Dependencies, Dispatch, Processor, Sweeper};
 use messaging_dynamodb::{
     create_event_tables, create_generations_table, create_queues, create_read_tables, queue_urls,
     AwsClients, DynamoCatalog, DynamoEventLog, DynamoEventStore, ResourceNames, SqsQueue,
@@ -238,7 +240,7 @@ async fn start_dynamodb(
         group_queue: group_queue.clone(),
         clock: clock.clone(),
         limits: config.limits,
-        enqueue_in_background: true,
+        dispatch: Dispatch::EnqueueInBackground,
     })
     .with_rate_limit(config.rate_limit);
     let workers = AwsWorkers::start(AwsWorkerDeps {

@@ -1,6 +1,6 @@
 //! The router's state over the embedded store.
 
-use messaging_commands::Dependencies;
+use messaging_commands::{Dependencies, Dispatch};
 use messaging_embedded::Embedded;
 use messaging_events::{Clock, Limits};
 use messaging_http::AppState;
@@ -22,6 +22,6 @@ pub fn embedded_state(
         group_queue: embedded.group_queue.clone(),
         clock,
         limits,
-        enqueue_in_background: true,
+        dispatch: Dispatch::ChangeFeed,
     })
 }

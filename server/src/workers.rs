@@ -1,6 +1,9 @@
 //! The background loops of the local server: what Lambda event source mappings do on AWS (the
-//! projector on the change feed, one processor per queue) plus the re-enqueue sweep.
+//! projector on the change feed, one processor per queue) plus the re-enqueue sweep, and the
+//! dispatcher, which hands accepted messages from the change feed to the processor (see
+//! `dispatch.rs`; the queues then carry only retries and sweeps).
 
+use crate::dispatch::Dispatcher;
 use messaging_commands::{Processor, Sweeper};
 use messaging_events::{
     ChangeFeed, Clock, Event, QueueMessage, RecordedEvent, Timestamp, UserId, WorkQueue,
@@ -71,11 +74,20 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts the projector, the two processors and the sweep on the current runtime.
+    /// Starts the projector, the dispatcher, the two queues' processors and the sweep on the
+    /// current runtime.
     pub fn start(deps: WorkerDeps) -> Workers {
         let (shutdown, stop) = watch::channel(false);
         let (caught_up_tx, caught_up) = watch::channel(false);
+        let dispatcher = Dispatcher {
+            feed: Arc::clone(&deps.feed),
+            appended: Arc::clone(&deps.appended),
+            processor: Arc::clone(&deps.processor),
+            direct_queue: Arc::clone(&deps.direct_queue),
+            group_queue: Arc::clone(&deps.group_queue),
+        };
         let tasks = vec![
+            ("dispatcher", tokio::spawn(dispatcher.run(stop.clone()))),
             (
                 "projector",
                 tokio::spawn(project_loop(
@@ -286,7 +298,9 @@ async fn process_loop(
             continue;
         }
 
-        let settled = process_batch(queue_name, &processor, messages).await;
+        let settled = process_batch(queue_name, &processor, messages)
+            .await
+            .settled;
         if !settled.is_empty() {
             if let Err(error) = queue.ack(settled).await {
                 // Redelivery is harmless: the processor is idempotent.
@@ -296,15 +310,24 @@ async fn process_loop(
     }
 }
 
-/// Processes a batch and returns the receipts to acknowledge. Messages of different senders
-/// are processed concurrently (so that the store can commit their writes together); those of
-/// one sender in queue order, and after a failure the sender's later messages are held back:
-/// delivering them first would break the per-sender order.
-async fn process_batch(
+/// What became of a batch.
+#[derive(Default)]
+pub(crate) struct BatchOutcome {
+    /// The receipts of the messages that are done with (processed, or never processable).
+    pub(crate) settled: Vec<String>,
+    /// The messages to try again, in their sender's order.
+    pub(crate) left: Vec<QueueMessage>,
+}
+
+/// Processes a batch. Messages of different senders are processed concurrently (so that the
+/// store can commit their writes together); those of one sender in queue order, and after a
+/// failure the sender's later messages are held back: delivering them first would break the
+/// per-sender order.
+pub(crate) async fn process_batch(
     queue_name: &'static str,
     processor: &Arc<Processor>,
     messages: Vec<QueueMessage>,
-) -> Vec<String> {
+) -> BatchOutcome {
     let mut chains: Vec<Vec<QueueMessage>> = Vec::new();
     let mut chain_of: HashMap<Option<UserId>, usize> = HashMap::new();
     for message in messages {
@@ -321,15 +344,19 @@ async fn process_batch(
         let processor = Arc::clone(processor);
         tasks.spawn(async move { process_chain(queue_name, &processor, chain).await });
     }
-    let mut settled = Vec::new();
+    let mut outcome = BatchOutcome::default();
     while let Some(result) = tasks.join_next().await {
         match result {
-            Ok(receipts) => settled.extend(receipts),
-            // Its messages stay unacknowledged and come back after the visibility timeout.
+            Ok(chain) => {
+                outcome.settled.extend(chain.settled);
+                outcome.left.extend(chain.left);
+            }
+            // Its messages stay unacknowledged and come back after the visibility timeout
+            // (from a queue; the feed reads the whole batch again).
             Err(error) => tracing::error!(queue = queue_name, %error, "processing task died"),
         }
     }
-    settled
+    outcome
 }
 
 /// Processes one sender's messages in order, stopping at a retryable failure.
@@ -337,21 +364,25 @@ async fn process_chain(
     queue_name: &'static str,
     processor: &Processor,
     chain: Vec<QueueMessage>,
-) -> Vec<String> {
-    let mut settled = Vec::with_capacity(chain.len());
+) -> BatchOutcome {
+    let mut outcome = BatchOutcome {
+        settled: Vec::with_capacity(chain.len()),
+        left: Vec::new(),
+    };
     let mut holding_back = false;
     for message in chain {
         let event_id = message.item.sent.event_id;
         if holding_back {
             tracing::debug!(queue = queue_name, %event_id, "held back behind a failed message of the same sender");
+            outcome.left.push(message);
             continue;
         }
         match processor.handle(&message.item).await {
-            Ok(()) => settled.push(message.receipt),
+            Ok(()) => outcome.settled.push(message.receipt),
             Err(error) if !error.is_retryable() => {
                 // Retrying can never succeed; on AWS this would go to the dead-letter queue.
                 tracing::error!(queue = queue_name, %event_id, %error, "dropping unprocessable work");
-                settled.push(message.receipt);
+                outcome.settled.push(message.receipt);
             }
             Err(error) => {
                 tracing::warn!(
@@ -362,10 +393,11 @@ async fn process_chain(
                     "processing failed; the message will be redelivered"
                 );
                 holding_back = message.receive_count < HOLD_BACK_RECEIVES;
+                outcome.left.push(message);
             }
         }
     }
-    settled
+    outcome
 }
 
 /// The sender of an accepted message, the unit within which order must hold.

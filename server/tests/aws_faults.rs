@@ -6,7 +6,7 @@
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use messaging_commands::{
-    CommandHandlers, Dependencies, GetAllMessages, GetNewMessages, Processor, Register,
+    CommandHandlers, Dependencies, Dispatch, GetAllMessages, GetNewMessages, Processor, Register,
     SendMessage, Sweeper,
 };
 use messaging_dynamodb::testing::{moto_clients, unique_names};
@@ -56,7 +56,7 @@ async fn setup() -> Setup {
         group_queue: group_queue.clone(),
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
-        enqueue_in_background: false,
+        dispatch: Dispatch::Enqueue,
     });
     let poller = StreamPoller::new(&clients, &names, "projector")
         .await

@@ -17,7 +17,7 @@ mod invariants;
 mod workload;
 
 use faults::{FaultyFeed, FaultyQueue, FaultyRead, FaultyStore, Rates, Schedule};
-use messaging_commands::{CommandHandlers, Dependencies, Processor, Sweeper};
+use messaging_commands::{CommandHandlers, Dependencies, Dispatch, Processor, Sweeper};
 use messaging_embedded::Embedded;
 use messaging_events::{ChangeFeed, Clock, EventStore, Limits, SystemClock, UserId};
 use messaging_projections::{Projector, ReadStore};
@@ -76,6 +76,7 @@ fn dependencies(
     read: &Arc<FaultyRead>,
     direct: &Arc<FaultyQueue>,
     group: &Arc<FaultyQueue>,
+    dispatch: Dispatch,
 ) -> Dependencies {
     Dependencies {
         store: store.clone(),
@@ -84,7 +85,7 @@ fn dependencies(
         group_queue: group.clone(),
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
-        enqueue_in_background: false,
+        dispatch,
     }
 }
 
@@ -131,7 +132,13 @@ fn embedded_system(dir: &std::path::Path, schedule: Arc<Schedule>) -> System {
         sweep_after: SWEEP_AFTER,
     });
     System {
-        handlers: CommandHandlers::new(dependencies(&store, &read, &direct, &group)),
+        handlers: CommandHandlers::new(dependencies(
+            &store,
+            &read,
+            &direct,
+            &group,
+            Dispatch::ChangeFeed,
+        )),
         store: plain_store,
         read: plain_read,
         schedule,
@@ -188,7 +195,13 @@ async fn dynamodb_system(schedule: Arc<Schedule>) -> System {
         sweep_after: Duration::from_secs(3),
     });
     System {
-        handlers: CommandHandlers::new(dependencies(&store, &read, &direct, &group)),
+        handlers: CommandHandlers::new(dependencies(
+            &store,
+            &read,
+            &direct,
+            &group,
+            Dispatch::Enqueue,
+        )),
         store: plain_store,
         read: plain_read,
         schedule,

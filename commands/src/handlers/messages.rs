@@ -1,4 +1,6 @@
-use super::{contended, parse_user, require_self, Appended, CommandHandlers, MAX_ATTEMPTS};
+use super::{
+    contended, parse_user, require_self, Appended, CommandHandlers, Dispatch, MAX_ATTEMPTS,
+};
 use crate::decide::group::{decide_send, GroupState};
 use crate::idempotency::Idempotency;
 use crate::{Accepted, CommandError, SendGroupMessage, SendMessage};
@@ -162,14 +164,15 @@ impl CommandHandlers {
         }
     }
 
-    /// Hands accepted work to a processor, now or in the background (see
-    /// [`super::Dependencies::enqueue_in_background`]).
+    /// Hands accepted work to a processor as [`super::Dependencies::dispatch`] says.
     async fn enqueue(&self, queue: &Arc<dyn WorkQueue>, recorded: Vec<RecordedEvent>) {
-        if self.deps.enqueue_in_background {
-            let queue = Arc::clone(queue);
-            tokio::spawn(enqueue(queue, recorded).in_current_span());
-        } else {
-            enqueue(Arc::clone(queue), recorded).await;
+        match self.deps.dispatch {
+            Dispatch::Enqueue => enqueue(Arc::clone(queue), recorded).await,
+            Dispatch::EnqueueInBackground => {
+                let queue = Arc::clone(queue);
+                tokio::spawn(enqueue(queue, recorded).in_current_span());
+            }
+            Dispatch::ChangeFeed => {}
         }
     }
 }

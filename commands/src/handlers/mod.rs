@@ -39,12 +39,24 @@ pub struct Dependencies {
     pub clock: Arc<dyn Clock>,
     /// Input limits.
     pub limits: Limits,
-    /// Whether a send answers as soon as its event is durable, with the enqueue left to a
-    /// background task. Only for long-running processes: the event alone is the promise (the
-    /// sweep re-enqueues accepted work that no queue holds, at startup too), and the answer no
-    /// longer waits for a second commit. A Lambda function must await the enqueue, since it
-    /// is frozen once it has answered.
-    pub enqueue_in_background: bool,
+    /// How a send hands its accepted message to a processor.
+    pub dispatch: Dispatch,
+}
+
+/// How accepted messages reach a processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// Enqueue, and answer once the enqueue is done: a Lambda function is frozen once it has
+    /// answered, so nothing may be left running.
+    Enqueue,
+    /// Answer once the event is durable and enqueue in a background task. Only for
+    /// long-running processes: the event alone is the promise (the sweep re-enqueues accepted
+    /// work that no queue holds, at startup too), and the answer waits for one commit, not two.
+    EnqueueInBackground,
+    /// Enqueue nothing: a consumer of the event store's change feed hands every accepted
+    /// message to the processor (the embedded server, where the feed is as durable as a queue
+    /// and reading it costs no writes).
+    ChangeFeed,
 }
 
 /// The handlers of every endpoint of the REST contract, independent of HTTP.

@@ -369,3 +369,28 @@ impl ReadStore for DynamoReadStore {
         Ok(work)
     }
 }
+
+#[cfg(feature = "testing")]
+impl DynamoReadStore {
+    /// Writes `changes` without conditions, 25 puts per `BatchWriteItem`: for tests that need
+    /// large read models fast (one conditional write per change takes minutes on moto). Changes
+    /// that update an item rather than put it are applied as [`ReadStore::apply`] does.
+    pub async fn seed(&self, changes: &[ReadModelChange]) -> Result<(), ReadError> {
+        let mut puts: std::collections::HashMap<String, Vec<Item>> = Default::default();
+        let mut updates = Vec::new();
+        for change in changes {
+            let write = writes::write_for(change)?;
+            match write.action {
+                Action::Put(item) => puts
+                    .entry(self.inner.table(write.table))
+                    .or_default()
+                    .push(item),
+                Action::Update { .. } => updates.push(write),
+            }
+        }
+        for (table, items) in puts {
+            crate::testing::batch_put(&self.inner.client, &table, items).await?;
+        }
+        self.inner.write_chain(updates).await
+    }
+}

@@ -8,7 +8,7 @@ use axum::Router;
 use lambda_http::http::{header, Request as HttpRequest, StatusCode};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Body, Context, LambdaEvent, Request, Service};
-use messaging_commands::{Dependencies, Processor};
+use messaging_commands::{Dependencies, Dispatch, Processor};
 use messaging_dynamodb::EventItem;
 use messaging_events::{ChangeFeed, Event, Limits, SystemClock, WorkQueue};
 use messaging_http::{router, AppState};
@@ -28,7 +28,7 @@ fn app(store: &Store) -> Router {
         group_queue: embedded.group_queue.clone(),
         clock: Arc::new(SystemClock),
         limits: Limits::default(),
-        enqueue_in_background: false,
+        dispatch: Dispatch::Enqueue,
     }))
 }
 

@@ -1,0 +1,122 @@
+//! The embedded server's dispatcher: accepted direct messages go from the change feed straight
+//! to the processor. Through a queue, each message cost the events writer three more commits
+//! (insert, receive, delete); the feed is as durable as a queue and reading it writes nothing
+//! but one checkpoint per batch. What fails here is handed to the durable queue, whose loop
+//! retries it with a queue's hold-back and dead-letter rules, and the checkpoint moves past it.
+
+use crate::workers::{idle, is_stopping, pause, process_batch, Backoff};
+use messaging_commands::Processor;
+use messaging_events::{ChangeFeed, Event, FeedRecord, QueueMessage, WorkItem, WorkQueue};
+use std::sync::Arc;
+use tokio::sync::{watch, Notify};
+
+/// The change-feed consumer name of the dispatcher; its checkpoint survives restarts.
+pub const DISPATCHER_CONSUMER: &str = "dispatcher";
+/// Most feed records read in one batch (sends among them are processed concurrently).
+const FEED_BATCH: usize = 500;
+
+/// Where the dispatcher reads and where it hands what it could not process.
+pub(crate) struct Dispatcher {
+    pub(crate) feed: Arc<dyn ChangeFeed>,
+    pub(crate) appended: Arc<Notify>,
+    pub(crate) processor: Arc<Processor>,
+    pub(crate) direct_queue: Arc<dyn WorkQueue>,
+    pub(crate) group_queue: Arc<dyn WorkQueue>,
+}
+
+impl Dispatcher {
+    /// Processes every accepted message of the feed, at least once, until shutdown.
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::default();
+        while !is_stopping(&stop) {
+            // Registered before the poll so that an append racing with an empty poll still wakes us.
+            let wake = self.appended.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+
+            let records = match self.feed.poll(DISPATCHER_CONSUMER, FEED_BATCH).await {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(%error, "dispatcher: polling the change feed failed; retrying");
+                    if !pause(backoff.next(), &mut stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Some(last) = records.iter().map(|record| record.position).max() else {
+                backoff.reset();
+                if !idle(wake, &mut stop).await {
+                    break;
+                }
+                continue;
+            };
+            // Nothing is committed unless every send of the batch is processed or queued: a
+            // failure here reads the batch again, and the processor is idempotent.
+            match self.dispatch(records, last).await {
+                Ok(()) => backoff.reset(),
+                Err(error) => {
+                    tracing::warn!(%error, position = last, "dispatching a feed batch failed; retrying");
+                    if !pause(backoff.next(), &mut stop).await {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Processes the direct messages among `records`, queues the group messages and the
+    /// direct messages that failed, and moves the checkpoint to `last`. Group messages take a
+    /// delivery per member: processed here, one to many members would hold back every direct
+    /// message behind it, and their queue costs little next to their deliveries.
+    async fn dispatch(&self, records: Vec<FeedRecord>, last: u64) -> Result<(), DispatchError> {
+        let (group, direct): (Vec<QueueMessage>, Vec<QueueMessage>) = sends(records)
+            .into_iter()
+            .partition(|message| matches!(message.item.sent.event, Event::GroupMessageSent { .. }));
+        if !group.is_empty() {
+            let items = group.into_iter().map(|message| message.item).collect();
+            self.group_queue.enqueue(items).await?;
+        }
+        if !direct.is_empty() {
+            let failed = process_batch("feed", &self.processor, direct).await.left;
+            if !failed.is_empty() {
+                tracing::warn!(
+                    count = failed.len(),
+                    "dispatcher: queued failed direct messages for retry"
+                );
+                let items = failed.into_iter().map(|message| message.item).collect();
+                self.direct_queue.enqueue(items).await?;
+            }
+        }
+        self.feed.commit(DISPATCHER_CONSUMER, last).await?;
+        Ok(())
+    }
+}
+
+/// Why a batch must be read again.
+#[derive(Debug, thiserror::Error)]
+enum DispatchError {
+    #[error(transparent)]
+    Queue(#[from] messaging_events::QueueError),
+    #[error(transparent)]
+    Feed(#[from] messaging_events::FeedError),
+}
+
+/// The accepted messages among `records`, in feed order, shaped as first receptions.
+fn sends(records: Vec<FeedRecord>) -> Vec<QueueMessage> {
+    records
+        .into_iter()
+        .filter(|record| {
+            matches!(
+                record.event.event,
+                Event::DirectMessageSent { .. } | Event::GroupMessageSent { .. }
+            )
+        })
+        .map(|record| QueueMessage {
+            // Only told apart, never sent back to a queue.
+            receipt: record.position.to_string(),
+            receive_count: 1,
+            item: WorkItem { sent: record.event },
+        })
+        .collect()
+}
