@@ -99,6 +99,28 @@ def data_template(template: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def create_data_stack(cfn: Any, stack: str, endpoint: str) -> dict[str, Any]:
+    """Creates the template's tables and queues (data_template) as stack `stack` with moto's
+    CloudFormation at `endpoint`, waits, and returns the described stack (its outputs hold
+    TablePrefix). Also used by scripts/lambda_runtime_test.py."""
+    template = data_template(cfn_template.load())
+    kinds = sorted(f"{k} ({v['Type'].split('::')[-1]})" for k, v in template["Resources"].items())
+    print(f"==> creating stack {stack} in moto ({endpoint}): {', '.join(kinds)}")
+    cfn.create_stack(
+        StackName=stack,
+        TemplateBody=json.dumps(template),
+        # Teardown in a test must work; the switch itself is part of what is deployed.
+        Parameters=[{"ParameterKey": "DeletionProtection", "ParameterValue": "false"}],
+    )
+    cfn.get_waiter("stack_create_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    return cfn.describe_stacks(StackName=stack)["Stacks"][0]
+
+
+def delete_stack(cfn: Any, stack: str) -> None:
+    cfn.delete_stack(StackName=stack)
+    cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+
 class Results:
     def __init__(self) -> None:
         self.passed = 0
@@ -221,19 +243,9 @@ def main() -> int:
     sqs = session.client("sqs", endpoint_url=endpoint)
     results = Results()
 
-    template = data_template(cfn_template.load())
     stack = f"msgtest-{uuid.uuid4().hex[:8]}"
-    kinds = sorted(f"{k} ({v['Type'].split('::')[-1]})" for k, v in template["Resources"].items())
-    print(f"==> creating stack {stack} in moto ({endpoint}): {', '.join(kinds)}")
     started = time.monotonic()
-    cfn.create_stack(
-        StackName=stack,
-        TemplateBody=json.dumps(template),
-        # Teardown in a test must work; the switch itself is part of what is deployed.
-        Parameters=[{"ParameterKey": "DeletionProtection", "ParameterValue": "false"}],
-    )
-    cfn.get_waiter("stack_create_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
-    described = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    described = create_data_stack(cfn, stack, endpoint)
     results.check(f"moto's CloudFormation created the stack ({time.monotonic() - started:.1f}s)",
                   described["StackStatus"] == "CREATE_COMPLETE", described["StackStatus"])
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
@@ -286,8 +298,7 @@ def main() -> int:
                   f"tables {sorted(tables_now ^ stack_tables)}, queues {sorted(set(queues_now) ^ stack_queues)}")
 
     if not args.keep:
-        cfn.delete_stack(StackName=stack)
-        cfn.get_waiter("stack_delete_complete").wait(StackName=stack, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        delete_stack(cfn, stack)
         left = [t for t in all_tables(dynamodb) if t.startswith(prefix)]
         results.check("deleting the stack removes its tables", not left, str(left))
     if results.failed:
