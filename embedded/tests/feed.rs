@@ -123,3 +123,58 @@ async fn a_consumer_that_starts_waiting_just_after_an_append_still_wakes() {
         .await
         .expect("a permit was left for the late waiter");
 }
+
+#[tokio::test]
+async fn a_poll_of_some_types_reads_past_the_others_and_says_how_far_it_read() {
+    let (_dir, store) = open();
+    let send = |n: u32| {
+        let sender = messaging_events::UserId::new_random();
+        messaging_events::AppendRequest::single(
+            messaging_events::StreamId::outbox(sender),
+            0,
+            vec![messaging_events::NewEvent::new(
+                messaging_events::Event::DirectMessageSent {
+                    message_id: messaging_events::MessageId::new_random(),
+                    sender,
+                    receiver: messaging_events::UserId::new_random(),
+                    text: format!("send {n}"),
+                    sent_at: messaging_events::Timestamp(1),
+                    blocks_version: 0,
+                },
+            )],
+        )
+    };
+    store.events.append(single(&stream(), 3)).await.unwrap();
+    store.events.append(send(1)).await.unwrap();
+    store.events.append(single(&stream(), 2)).await.unwrap();
+    store.events.append(send(2)).await.unwrap();
+    let sends = ["DirectMessageSent"];
+
+    let page = store.events.poll_types("d", &sends, 10).await.unwrap();
+    assert_eq!(positions(&page.records), vec![4, 7]);
+    assert_eq!(page.read_to, Some(7));
+
+    // A full page ends at its last record.
+    let page = store.events.poll_types("d", &sends, 1).await.unwrap();
+    assert_eq!(positions(&page.records), vec![4]);
+    assert_eq!(page.read_to, Some(4));
+    store.events.commit("d", 4).await.unwrap();
+    let page = store.events.poll_types("d", &sends, 10).await.unwrap();
+    assert_eq!(positions(&page.records), vec![7]);
+    store.events.commit("d", 7).await.unwrap();
+    assert_eq!(
+        store
+            .events
+            .poll_types("d", &sends, 10)
+            .await
+            .unwrap()
+            .read_to,
+        None
+    );
+
+    // Only other types after the checkpoint: nothing to handle, but read past them.
+    store.events.append(single(&stream(), 2)).await.unwrap();
+    let page = store.events.poll_types("d", &sends, 10).await.unwrap();
+    assert!(page.records.is_empty());
+    assert_eq!(page.read_to, Some(9));
+}

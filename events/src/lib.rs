@@ -16,7 +16,7 @@ mod values;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use event::{Event, RejectionReason};
-pub use feed::{ChangeFeed, FeedError, FeedRecord};
+pub use feed::{ChangeFeed, FeedError, FeedPage, FeedRecord};
 pub use ids::{GroupId, MessageId, StreamId, UserId};
 pub use log::{EventLog, LogPage};
 pub use queue::{QueueError, QueueMessage, WorkItem, WorkQueue};

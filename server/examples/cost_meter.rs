@@ -32,23 +32,27 @@ mod price {
     pub const HTTP_API_REQUEST: f64 = 1.00 / 1e6;
 }
 
-/// Stated Lambda durations and memory per invocation (not measured here: moto's timings say
-/// nothing about AWS), from the template's memory sizes.
+/// Every function's memory in the template (`MemorySize`; scripts/lambda_runtime_test.py
+/// measures their peaks at 13 to 19 MB).
+const MEMORY_GB: f64 = 0.125;
+
+/// Stated Lambda durations per invocation (not measured here: moto's timings say nothing about
+/// AWS; the functions wait on DynamoDB and SQS far more than they compute).
 fn lambda_gb_seconds(function: &str, invocations: u64, cost: &Cost) -> f64 {
-    let (memory_gb, seconds) = match function {
-        // The HTTP functions: 512 MB, 20 ms.
-        "http" => (0.5, 0.020),
-        // The processors: 256 MB; 20 ms, plus 10 ms per 16 recipients delivered at once.
+    let seconds = match function {
+        // The HTTP functions: 20 ms.
+        "http" => 0.020,
+        // The processors: 20 ms, plus 10 ms per 16 recipients delivered at once.
         "processor" => {
             let deliveries = cost.stream_records.saturating_sub(2) as f64;
-            (0.25, 0.020 + 0.010 * (deliveries / 16.0).ceil())
+            0.020 + 0.010 * (deliveries / 16.0).ceil()
         }
-        // The projector: 256 MB, 50 ms per batch of up to 100 records.
-        "projector" => (0.25, 0.050),
-        // The notifier: 256 MB, 20 ms per batch.
-        _ => (0.25, 0.020),
+        // The projector: 50 ms per batch of up to 100 records.
+        "projector" => 0.050,
+        // The notifier: 20 ms per batch.
+        _ => 0.020,
     };
-    invocations as f64 * memory_gb * seconds
+    invocations as f64 * MEMORY_GB * seconds
 }
 
 /// Dollars for one operation: (DynamoDB, SQS, Lambda, API Gateway).

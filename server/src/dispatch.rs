@@ -12,8 +12,11 @@ use tokio::sync::{watch, Notify};
 
 /// The change-feed consumer name of the dispatcher; its checkpoint survives restarts.
 pub const DISPATCHER_CONSUMER: &str = "dispatcher";
-/// Most feed records read in one batch (sends among them are processed concurrently).
-const FEED_BATCH: usize = 500;
+/// The events the dispatcher reads (`Event::type_name`); the feed skips the others for it (a
+/// send is one event in six or more: deliveries, outcomes, reads, claims' events).
+const SENDS: [&str; 2] = ["DirectMessageSent", "GroupMessageSent"];
+/// Most sends read in one batch (those of different senders are processed concurrently).
+const SEND_BATCH: usize = 500;
 
 /// Where the dispatcher reads and where it hands what it could not process.
 pub(crate) struct Dispatcher {
@@ -34,8 +37,12 @@ impl Dispatcher {
             tokio::pin!(wake);
             wake.as_mut().enable();
 
-            let records = match self.feed.poll(DISPATCHER_CONSUMER, FEED_BATCH).await {
-                Ok(records) => records,
+            let page = match self
+                .feed
+                .poll_types(DISPATCHER_CONSUMER, &SENDS, SEND_BATCH)
+                .await
+            {
+                Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "dispatcher: polling the change feed failed; retrying");
                     if !pause(backoff.next(), &mut stop).await {
@@ -44,7 +51,7 @@ impl Dispatcher {
                     continue;
                 }
             };
-            let Some(last) = records.iter().map(|record| record.position).max() else {
+            let Some(last) = page.read_to else {
                 backoff.reset();
                 if !idle(wake, &mut stop).await {
                     break;
@@ -53,7 +60,7 @@ impl Dispatcher {
             };
             // Nothing is committed unless every send of the batch is processed or queued: a
             // failure here reads the batch again, and the processor is idempotent.
-            match self.dispatch(records, last).await {
+            match self.dispatch(page.records, last).await {
                 Ok(()) => backoff.reset(),
                 Err(error) => {
                     tracing::warn!(%error, position = last, "dispatching a feed batch failed; retrying");
@@ -70,7 +77,7 @@ impl Dispatcher {
     /// delivery per member: processed here, one to many members would hold back every direct
     /// message behind it, and their queue costs little next to their deliveries.
     async fn dispatch(&self, records: Vec<FeedRecord>, last: u64) -> Result<(), DispatchError> {
-        let (group, direct): (Vec<QueueMessage>, Vec<QueueMessage>) = sends(records)
+        let (group, direct): (Vec<QueueMessage>, Vec<QueueMessage>) = as_work(records)
             .into_iter()
             .partition(|message| matches!(message.item.sent.event, Event::GroupMessageSent { .. }));
         if !group.is_empty() {
@@ -102,8 +109,8 @@ enum DispatchError {
     Feed(#[from] messaging_events::FeedError),
 }
 
-/// The accepted messages among `records`, in feed order, shaped as first receptions.
-fn sends(records: Vec<FeedRecord>) -> Vec<QueueMessage> {
+/// The accepted messages of `records`, in feed order, shaped as first receptions.
+fn as_work(records: Vec<FeedRecord>) -> Vec<QueueMessage> {
     records
         .into_iter()
         .filter(|record| {
@@ -119,4 +126,33 @@ fn sends(records: Vec<FeedRecord>) -> Vec<QueueMessage> {
             item: WorkItem { sent: record.event },
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use messaging_events::{GroupId, MessageId, Timestamp, UserId};
+
+    #[test]
+    fn the_types_read_are_the_sends() {
+        let (sender, message_id) = (UserId::new_random(), MessageId::new_random());
+        let direct = Event::DirectMessageSent {
+            message_id,
+            sender,
+            receiver: UserId::new_random(),
+            text: String::new(),
+            sent_at: Timestamp(0),
+            blocks_version: 0,
+        };
+        let group = Event::GroupMessageSent {
+            message_id,
+            sender,
+            group_id: GroupId::new_random(),
+            text: String::new(),
+            sent_at: Timestamp(0),
+            group_version: 1,
+            blocks_version: 0,
+        };
+        assert_eq!(SENDS, [direct.type_name(), group.type_name()]);
+    }
 }

@@ -19,7 +19,7 @@ use tokio::task::{JoinHandle, JoinSet};
 /// The change-feed consumer name of the projector; its checkpoint survives restarts.
 pub const PROJECTOR_CONSUMER: &str = "projector";
 /// Most feed records projected in one batch.
-const FEED_BATCH: usize = 500;
+const FEED_BATCH: usize = 2_000;
 /// Most queue messages handled in one batch (a Lambda batch size).
 const QUEUE_BATCH: usize = 256;
 /// How long a received message stays hidden; a crash mid-batch redelivers after this.

@@ -5,10 +5,8 @@
 //! from the test's seed, an on/off switch (the faults stop before the system settles) and a
 //! count of every fault injected. Tasks interleave differently from run to run, so a seed
 //! replays the same fault mix and rates, not the exact same interleaving.
-//!
-//! The trait methods are written out as `async_trait` expands them (this crate does not depend
-//! on `async-trait`).
 
+use async_trait::async_trait;
 use messaging_events::{
     AppendError, AppendRequest, ChangeFeed, EventStore, FeedError, FeedRecord, GroupId, QueueError,
     QueueMessage, RecordedEvent, StoreError, StreamId, Timestamp, UserId, WorkItem, WorkQueue,
@@ -18,13 +16,9 @@ use messaging_projections::{
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-type Fut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How often each fault strikes while the schedule is active (probability per call).
 #[derive(Debug, Clone, Copy)]
@@ -207,84 +201,49 @@ fn store_error(text: String) -> StoreError {
     StoreError::Unavailable(text)
 }
 
+#[async_trait]
 impl EventStore for FaultyStore {
-    fn append<'life0, 'async_trait>(
-        &'life0 self,
-        request: AppendRequest,
-    ) -> Fut<'async_trait, Result<Vec<RecordedEvent>, AppendError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("store.append")
-                .await
-                .map_err(|e| AppendError::Store(store_error(e)))?;
-            let recorded = self.inner.append(request).await?;
-            self.schedule
-                .after("store.append")
-                .map_err(|e| AppendError::Store(store_error(e)))?;
-            Ok(recorded)
-        })
+    async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
+        self.schedule
+            .before("store.append")
+            .await
+            .map_err(|e| AppendError::Store(store_error(e)))?;
+        let recorded = self.inner.append(request).await?;
+        self.schedule
+            .after("store.append")
+            .map_err(|e| AppendError::Store(store_error(e)))?;
+        Ok(recorded)
     }
 
-    fn read_stream<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        stream: &'life1 StreamId,
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
         after_version: u64,
         to_version: Option<u64>,
-    ) -> Fut<'async_trait, Result<Vec<RecordedEvent>, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("store.read")
-                .await
-                .map_err(store_error)?;
-            self.inner
-                .read_stream(stream, after_version, to_version)
-                .await
-        })
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.schedule
+            .before("store.read")
+            .await
+            .map_err(store_error)?;
+        self.inner
+            .read_stream(stream, after_version, to_version)
+            .await
     }
 
-    fn last_event<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        stream: &'life1 StreamId,
-    ) -> Fut<'async_trait, Result<Option<RecordedEvent>, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("store.read")
-                .await
-                .map_err(store_error)?;
-            self.inner.last_event(stream).await
-        })
+    async fn last_event(&self, stream: &StreamId) -> Result<Option<RecordedEvent>, StoreError> {
+        self.schedule
+            .before("store.read")
+            .await
+            .map_err(store_error)?;
+        self.inner.last_event(stream).await
     }
 
-    fn get_claim<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        key: &'life1 str,
-    ) -> Fut<'async_trait, Result<Option<Value>, StoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("store.read")
-                .await
-                .map_err(store_error)?;
-            self.inner.get_claim(key).await
-        })
+    async fn get_claim(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        self.schedule
+            .before("store.read")
+            .await
+            .map_err(store_error)?;
+        self.inner.get_claim(key).await
     }
 }
 
@@ -338,126 +297,103 @@ fn sender(message: &QueueMessage) -> Option<UserId> {
     }
 }
 
+#[async_trait]
 impl WorkQueue for FaultyQueue {
-    fn enqueue<'life0, 'async_trait>(
-        &'life0 self,
-        items: Vec<WorkItem>,
-    ) -> Fut<'async_trait, Result<(), QueueError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.schedule;
-            s.before(&self.port("enqueue")).await.map_err(queue_error)?;
-            let twice = s.strikes(s.rates.duplicate, &self.port("enqueue twice"));
-            if twice {
-                self.inner.enqueue(items.clone()).await?;
-            }
-            self.inner.enqueue(items).await?;
-            s.after(&self.port("enqueue")).map_err(queue_error)
-        })
+    async fn enqueue(&self, items: Vec<WorkItem>) -> Result<(), QueueError> {
+        let s = &self.schedule;
+        s.before(&self.port("enqueue")).await.map_err(queue_error)?;
+        let twice = s.strikes(s.rates.duplicate, &self.port("enqueue twice"));
+        if twice {
+            self.inner.enqueue(items.clone()).await?;
+        }
+        self.inner.enqueue(items).await?;
+        s.after(&self.port("enqueue")).map_err(queue_error)
     }
 
-    fn receive<'life0, 'async_trait>(
-        &'life0 self,
+    async fn receive(
+        &self,
         max: usize,
         visibility: Duration,
-    ) -> Fut<'async_trait, Result<Vec<QueueMessage>, QueueError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.schedule;
-            s.before(&self.port("receive")).await.map_err(queue_error)?;
-            let mut messages = self
-                .inner
-                .receive(max, visibility.min(self.max_visibility))
-                .await?;
-            if !messages.is_empty() {
-                let mut seen = self.seen.lock().unwrap();
-                seen.extend(messages.iter().cloned());
-                let excess = seen.len().saturating_sub(256);
-                seen.drain(..excess);
-            }
-            if messages.is_empty() || !s.is_active() {
-                return Ok(messages);
-            }
-            // A message handed out twice in one batch, right after itself.
-            if s.strikes(s.rates.duplicate, &self.port("receive duplicate")) {
-                let i = s.below(messages.len());
-                let copy = messages[i].clone();
-                messages.insert(i + 1, copy);
-            }
-            // An old message again (settled or not), with a receipt of its own.
-            if s.strikes(s.rates.stale, &self.port("stale redelivery")) {
-                let seen = self.seen.lock().unwrap();
-                if !seen.is_empty() {
-                    let mut old = seen[s.below(seen.len())].clone();
-                    old.receipt = format!("{STALE_RECEIPT}{}", old.receipt);
-                    old.receive_count += 1;
-                    // Where acceptance order puts it among its sender's messages (FIFO per
-                    // sender), anywhere if none of them is in the batch.
-                    let same = |m: &QueueMessage| sender(m) == sender(&old);
-                    let at = match messages
+    ) -> Result<Vec<QueueMessage>, QueueError> {
+        let s = &self.schedule;
+        s.before(&self.port("receive")).await.map_err(queue_error)?;
+        let mut messages = self
+            .inner
+            .receive(max, visibility.min(self.max_visibility))
+            .await?;
+        if !messages.is_empty() {
+            let mut seen = self.seen.lock().unwrap();
+            seen.extend(messages.iter().cloned());
+            let excess = seen.len().saturating_sub(256);
+            seen.drain(..excess);
+        }
+        if messages.is_empty() || !s.is_active() {
+            return Ok(messages);
+        }
+        // A message handed out twice in one batch, right after itself.
+        if s.strikes(s.rates.duplicate, &self.port("receive duplicate")) {
+            let i = s.below(messages.len());
+            let copy = messages[i].clone();
+            messages.insert(i + 1, copy);
+        }
+        // An old message again (settled or not), with a receipt of its own.
+        if s.strikes(s.rates.stale, &self.port("stale redelivery")) {
+            let seen = self.seen.lock().unwrap();
+            if !seen.is_empty() {
+                let mut old = seen[s.below(seen.len())].clone();
+                old.receipt = format!("{STALE_RECEIPT}{}", old.receipt);
+                old.receive_count += 1;
+                // Where acceptance order puts it among its sender's messages (FIFO per
+                // sender), anywhere if none of them is in the batch.
+                let same = |m: &QueueMessage| sender(m) == sender(&old);
+                let at = match messages
+                    .iter()
+                    .position(|m| same(m) && m.item.sent.version > old.item.sent.version)
+                {
+                    Some(i) => i,
+                    None => messages
                         .iter()
-                        .position(|m| same(m) && m.item.sent.version > old.item.sent.version)
-                    {
-                        Some(i) => i,
-                        None => messages
-                            .iter()
-                            .rposition(same)
-                            .map_or(s.below(messages.len() + 1), |i| i + 1),
-                    };
-                    messages.insert(at, old);
+                        .rposition(same)
+                        .map_or(s.below(messages.len() + 1), |i| i + 1),
+                };
+                messages.insert(at, old);
+            }
+        }
+        // Another order across senders; each sender's messages keep theirs.
+        if messages.len() > 1 && s.strikes(s.rates.reorder, &self.port("reorder")) {
+            let mut chains: Vec<(Option<UserId>, Vec<QueueMessage>)> = Vec::new();
+            for message in messages.drain(..) {
+                let key = sender(&message);
+                match chains.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, chain)) => chain.push(message),
+                    None => chains.push((key, vec![message])),
                 }
             }
-            // Another order across senders; each sender's messages keep theirs.
-            if messages.len() > 1 && s.strikes(s.rates.reorder, &self.port("reorder")) {
-                let mut chains: Vec<(Option<UserId>, Vec<QueueMessage>)> = Vec::new();
-                for message in messages.drain(..) {
-                    let key = sender(&message);
-                    match chains.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, chain)) => chain.push(message),
-                        None => chains.push((key, vec![message])),
-                    }
-                }
-                s.shuffle(&mut chains);
-                messages = chains.into_iter().flat_map(|(_, chain)| chain).collect();
-            }
-            Ok(messages)
-        })
+            s.shuffle(&mut chains);
+            messages = chains.into_iter().flat_map(|(_, chain)| chain).collect();
+        }
+        Ok(messages)
     }
 
-    fn ack<'life0, 'async_trait>(
-        &'life0 self,
-        receipts: Vec<String>,
-    ) -> Fut<'async_trait, Result<(), QueueError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.schedule;
-            s.before(&self.port("ack")).await.map_err(queue_error)?;
-            let mut unique = HashSet::new();
-            let mut receipts: Vec<String> = receipts
-                .into_iter()
-                .filter(|r| !r.starts_with(STALE_RECEIPT) && unique.insert(r.clone()))
-                .collect();
-            let partial = receipts.len() > 1 && s.strikes(s.rates.partial, &self.port("ack part"));
-            if partial {
-                receipts.truncate(1 + s.below(receipts.len() - 1));
-            }
-            if !receipts.is_empty() {
-                self.inner.ack(receipts).await?;
-            }
-            if partial {
-                return Err(queue_error("injected: ack applied in part".into()));
-            }
-            s.after(&self.port("ack")).map_err(queue_error)
-        })
+    async fn ack(&self, receipts: Vec<String>) -> Result<(), QueueError> {
+        let s = &self.schedule;
+        s.before(&self.port("ack")).await.map_err(queue_error)?;
+        let mut unique = HashSet::new();
+        let mut receipts: Vec<String> = receipts
+            .into_iter()
+            .filter(|r| !r.starts_with(STALE_RECEIPT) && unique.insert(r.clone()))
+            .collect();
+        let partial = receipts.len() > 1 && s.strikes(s.rates.partial, &self.port("ack part"));
+        if partial {
+            receipts.truncate(1 + s.below(receipts.len() - 1));
+        }
+        if !receipts.is_empty() {
+            self.inner.ack(receipts).await?;
+        }
+        if partial {
+            return Err(queue_error("injected: ack applied in part".into()));
+        }
+        s.after(&self.port("ack")).map_err(queue_error)
     }
 }
 
@@ -483,69 +419,48 @@ fn feed_error(text: String) -> FeedError {
     FeedError::Unavailable(text)
 }
 
+#[async_trait]
 impl ChangeFeed for FaultyFeed {
-    fn poll<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        consumer: &'life1 str,
-        max: usize,
-    ) -> Fut<'async_trait, Result<Vec<FeedRecord>, FeedError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.schedule;
-            s.before("feed.poll").await.map_err(feed_error)?;
-            let mut records = self.inner.poll(consumer, max).await?;
-            if !records.is_empty() {
-                let mut seen = self.seen.lock().unwrap();
-                seen.extend(records.iter().cloned());
-                let excess = seen.len().saturating_sub(2048);
-                seen.drain(..excess);
-            }
-            if records.is_empty() || !s.is_active() {
-                return Ok(records);
-            }
-            if s.strikes(s.rates.duplicate, "feed.poll duplicates") {
-                let copies: Vec<FeedRecord> = (0..=s.below(3))
-                    .map(|_| records[s.below(records.len())].clone())
-                    .collect();
-                records.extend(copies);
-            }
-            if s.strikes(s.rates.stale, "feed.poll stale records") {
-                let seen = self.seen.lock().unwrap();
-                let copies: Vec<FeedRecord> = (0..=s.below(8))
-                    .map(|_| seen[s.below(seen.len())].clone())
-                    .collect();
-                records.extend(copies);
-            }
-            if s.strikes(s.rates.reorder, "feed.poll reorder") {
-                s.shuffle(&mut records);
-            }
-            Ok(records)
-        })
+    async fn poll(&self, consumer: &str, max: usize) -> Result<Vec<FeedRecord>, FeedError> {
+        let s = &self.schedule;
+        s.before("feed.poll").await.map_err(feed_error)?;
+        let mut records = self.inner.poll(consumer, max).await?;
+        if !records.is_empty() {
+            let mut seen = self.seen.lock().unwrap();
+            seen.extend(records.iter().cloned());
+            let excess = seen.len().saturating_sub(2048);
+            seen.drain(..excess);
+        }
+        if records.is_empty() || !s.is_active() {
+            return Ok(records);
+        }
+        if s.strikes(s.rates.duplicate, "feed.poll duplicates") {
+            let copies: Vec<FeedRecord> = (0..=s.below(3))
+                .map(|_| records[s.below(records.len())].clone())
+                .collect();
+            records.extend(copies);
+        }
+        if s.strikes(s.rates.stale, "feed.poll stale records") {
+            let seen = self.seen.lock().unwrap();
+            let copies: Vec<FeedRecord> = (0..=s.below(8))
+                .map(|_| seen[s.below(seen.len())].clone())
+                .collect();
+            records.extend(copies);
+        }
+        if s.strikes(s.rates.reorder, "feed.poll reorder") {
+            s.shuffle(&mut records);
+        }
+        Ok(records)
     }
 
-    fn commit<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        consumer: &'life1 str,
-        position: u64,
-    ) -> Fut<'async_trait, Result<(), FeedError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.schedule;
-            s.before("feed.commit").await.map_err(feed_error)?;
-            if s.strikes(s.rates.partial, "feed.commit lost") {
-                return Ok(());
-            }
-            self.inner.commit(consumer, position).await?;
-            s.after("feed.commit").map_err(feed_error)
-        })
+    async fn commit(&self, consumer: &str, position: u64) -> Result<(), FeedError> {
+        let s = &self.schedule;
+        s.before("feed.commit").await.map_err(feed_error)?;
+        if s.strikes(s.rates.partial, "feed.commit lost") {
+            return Ok(());
+        }
+        self.inner.commit(consumer, position).await?;
+        s.after("feed.commit").map_err(feed_error)
     }
 }
 
@@ -571,161 +486,106 @@ fn read_error(text: String) -> ReadStoreError {
     ReadStoreError::Unavailable(text)
 }
 
+#[async_trait]
 impl ReadStore for FaultyRead {
-    fn apply<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        changes: &'life1 [ReadModelChange],
-    ) -> Fut<'async_trait, Result<(), ReadStoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            let s = &self.schedule;
-            s.before("read.apply").await.map_err(read_error)?;
-            if !s.is_active() {
-                return self.inner.apply(changes).await;
+    async fn apply(&self, changes: &[ReadModelChange]) -> Result<(), ReadStoreError> {
+        let s = &self.schedule;
+        s.before("read.apply").await.map_err(read_error)?;
+        if !s.is_active() {
+            return self.inner.apply(changes).await;
+        }
+        if s.strikes(s.rates.stale, "read.apply old batch again") {
+            let old = {
+                let applied = self.applied.lock().unwrap();
+                (!applied.is_empty()).then(|| applied[s.below(applied.len())].clone())
+            };
+            if let Some(old) = old {
+                self.inner.apply(&old).await?;
             }
-            if s.strikes(s.rates.stale, "read.apply old batch again") {
-                let old = {
-                    let applied = self.applied.lock().unwrap();
-                    (!applied.is_empty()).then(|| applied[s.below(applied.len())].clone())
-                };
-                if let Some(old) = old {
-                    self.inner.apply(&old).await?;
-                }
-            }
-            let mut batch = changes.to_vec();
-            if batch.len() > 1 && s.strikes(s.rates.reorder, "read.apply reorder") {
-                s.shuffle(&mut batch);
-            }
-            if s.strikes(s.rates.duplicate, "read.apply twice") {
-                batch.extend(batch.clone());
-            }
-            if batch.len() > 1 && s.strikes(s.rates.partial, "read.apply in part") {
-                let mut part = batch.clone();
-                s.shuffle(&mut part);
-                part.truncate(1 + s.below(batch.len() - 1));
-                self.inner.apply(&part).await?;
-                return Err(read_error("injected: read.apply failed half way".into()));
-            }
-            self.inner.apply(&batch).await?;
-            {
-                let mut applied = self.applied.lock().unwrap();
-                applied.push(changes.to_vec());
-                let excess = applied.len().saturating_sub(256);
-                applied.drain(..excess);
-            }
-            s.after("read.apply").map_err(read_error)
-        })
+        }
+        let mut batch = changes.to_vec();
+        if batch.len() > 1 && s.strikes(s.rates.reorder, "read.apply reorder") {
+            s.shuffle(&mut batch);
+        }
+        if s.strikes(s.rates.duplicate, "read.apply twice") {
+            batch.extend(batch.clone());
+        }
+        if batch.len() > 1 && s.strikes(s.rates.partial, "read.apply in part") {
+            let mut part = batch.clone();
+            s.shuffle(&mut part);
+            part.truncate(1 + s.below(batch.len() - 1));
+            self.inner.apply(&part).await?;
+            return Err(read_error("injected: read.apply failed half way".into()));
+        }
+        self.inner.apply(&batch).await?;
+        {
+            let mut applied = self.applied.lock().unwrap();
+            applied.push(changes.to_vec());
+            let excess = applied.len().saturating_sub(256);
+            applied.drain(..excess);
+        }
+        s.after("read.apply").map_err(read_error)
     }
 
-    fn inbox_after<'life0, 'async_trait>(
-        &'life0 self,
+    async fn inbox_after(
+        &self,
         user: UserId,
         after: u64,
         limit: usize,
-    ) -> Fut<'async_trait, Result<Vec<InboxEntry>, ReadStoreError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("read.query")
-                .await
-                .map_err(read_error)?;
-            self.inner.inbox_after(user, after, limit).await
-        })
+    ) -> Result<Vec<InboxEntry>, ReadStoreError> {
+        self.schedule
+            .before("read.query")
+            .await
+            .map_err(read_error)?;
+        self.inner.inbox_after(user, after, limit).await
     }
 
-    fn history_after<'life0, 'life1, 'async_trait>(
-        &'life0 self,
+    async fn history_after(
+        &self,
         user: UserId,
-        after: Option<&'life1 str>,
+        after: Option<&str>,
         limit: usize,
-    ) -> Fut<'async_trait, Result<Vec<HistoryEntry>, ReadStoreError>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("read.query")
-                .await
-                .map_err(read_error)?;
-            self.inner.history_after(user, after, limit).await
-        })
+    ) -> Result<Vec<HistoryEntry>, ReadStoreError> {
+        self.schedule
+            .before("read.query")
+            .await
+            .map_err(read_error)?;
+        self.inner.history_after(user, after, limit).await
     }
 
-    fn read_marker<'life0, 'async_trait>(
-        &'life0 self,
-        user: UserId,
-    ) -> Fut<'async_trait, Result<u64, ReadStoreError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("read.query")
-                .await
-                .map_err(read_error)?;
-            self.inner.read_marker(user).await
-        })
+    async fn read_marker(&self, user: UserId) -> Result<u64, ReadStoreError> {
+        self.schedule
+            .before("read.query")
+            .await
+            .map_err(read_error)?;
+        self.inner.read_marker(user).await
     }
 
-    fn group_members<'life0, 'async_trait>(
-        &'life0 self,
-        group: GroupId,
-    ) -> Fut<'async_trait, Result<Option<Vec<UserId>>, ReadStoreError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("read.query")
-                .await
-                .map_err(read_error)?;
-            self.inner.group_members(group).await
-        })
+    async fn group_members(&self, group: GroupId) -> Result<Option<Vec<UserId>>, ReadStoreError> {
+        self.schedule
+            .before("read.query")
+            .await
+            .map_err(read_error)?;
+        self.inner.group_members(group).await
     }
 
-    fn blocked_by<'life0, 'async_trait>(
-        &'life0 self,
-        blocker: UserId,
-    ) -> Fut<'async_trait, Result<Vec<UserId>, ReadStoreError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("read.query")
-                .await
-                .map_err(read_error)?;
-            self.inner.blocked_by(blocker).await
-        })
+    async fn blocked_by(&self, blocker: UserId) -> Result<Vec<UserId>, ReadStoreError> {
+        self.schedule
+            .before("read.query")
+            .await
+            .map_err(read_error)?;
+        self.inner.blocked_by(blocker).await
     }
 
-    fn pending_before<'life0, 'async_trait>(
-        &'life0 self,
+    async fn pending_before(
+        &self,
         before: Timestamp,
         limit: usize,
-    ) -> Fut<'async_trait, Result<Vec<PendingWork>, ReadStoreError>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.schedule
-                .before("read.query")
-                .await
-                .map_err(read_error)?;
-            self.inner.pending_before(before, limit).await
-        })
+    ) -> Result<Vec<PendingWork>, ReadStoreError> {
+        self.schedule
+            .before("read.query")
+            .await
+            .map_err(read_error)?;
+        self.inner.pending_before(before, limit).await
     }
 }
