@@ -2,8 +2,10 @@
 //!
 //! On the embedded store every one of the 10,000 messages goes through the API. On DynamoDB
 //! (moto) that would take most of an hour (moto is single-threaded Python, and each message
-//! costs some twenty DynamoDB and SQS requests), so there the test builds most of the
-//! history directly: it appends `MessageDelivered` events to the recipient's inbox stream in the
+//! costs some twenty DynamoDB and SQS requests), so there the history is 3,000 messages (the
+//! server projects every seeded one through moto: 9,800 took two minutes of the test run; that
+//! no request grows with a 10,000-message history on DynamoDB is `server/tests/cost_meter.rs`'s
+//! proof) and the test builds most of it directly: it appends `MessageDelivered` events to the recipient's inbox stream in the
 //! events table, copied from a real delivery, and the server's own stream projector projects
 //! them into the read tables. The last messages, and everything the test asserts, go through
 //! the API as on the embedded store.
@@ -18,9 +20,11 @@ use crate::helpers::*;
 
 /// Messages in the recipient's history.
 const TOTAL: usize = 10_000;
+/// Messages in the recipient's history on DynamoDB (moto).
+const TOTAL_ON_DYNAMODB: usize = 3_000;
 const SENDERS: usize = 8;
 const CONCURRENCY_PER_SENDER: usize = 5;
-/// On DynamoDB: how many of the TOTAL messages are sent through the API (the rest are seeded).
+/// On DynamoDB: how many of the messages are sent through the API (the rest are seeded).
 const SENT_ON_DYNAMODB: usize = 200;
 /// Puts per BatchWriteItem (DynamoDB's limit).
 const BATCH_WRITE: usize = 25;
@@ -34,9 +38,14 @@ async fn get_new_messages_with_a_large_history() {
         senders.push(srv.register().await);
     }
 
+    let wanted = if backend_is_dynamodb() {
+        TOTAL_ON_DYNAMODB
+    } else {
+        TOTAL
+    };
     let (seeded, to_send) = if backend_is_dynamodb() {
         let t = Instant::now();
-        let seeded = seed_inbox(&srv, &senders[0], &r, TOTAL - SENT_ON_DYNAMODB).await;
+        let seeded = seed_inbox(&srv, &senders[0], &r, wanted - SENT_ON_DYNAMODB).await;
         eprintln!(
             "large history: seeded {} deliveries into the events table in {:?}",
             seeded.len(),
@@ -71,7 +80,7 @@ async fn get_new_messages_with_a_large_history() {
         }
     }
     let total = sent.len();
-    assert_eq!(total, TOTAL, "distinct message ids");
+    assert_eq!(total, wanted, "distinct message ids");
     eprintln!(
         "large history: {total} sends accepted in {:?}",
         t0.elapsed()
