@@ -351,8 +351,9 @@ pub(crate) async fn process_batch(
                 outcome.settled.extend(chain.settled);
                 outcome.left.extend(chain.left);
             }
-            // Its messages stay unacknowledged and come back after the visibility timeout
-            // (from a queue; the feed reads the whole batch again).
+            // Its messages are neither settled nor left: from a queue they come back after the
+            // visibility timeout; from the dispatcher, whose checkpoint moves on, the sweep
+            // re-enqueues them once they are `sweep_after` old (they stay pending).
             Err(error) => tracing::error!(queue = queue_name, %error, "processing task died"),
         }
     }
