@@ -1,5 +1,4 @@
 use crate::RequestCounter;
-use aws_config::BehaviorVersion;
 
 /// The names of every table and queue, derived from one prefix so that several stacks (or
 /// tests) can share an account or an emulator.
@@ -58,7 +57,7 @@ pub struct AwsClients {
 impl AwsClients {
     /// Clients from the environment.
     pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let config = crate::load_sdk_config().await;
         Self::from_config(&config)
     }
 

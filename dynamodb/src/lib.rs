@@ -17,6 +17,7 @@ mod read_error;
 mod read_store;
 mod read_tables;
 mod request_counter;
+mod sdk_config;
 mod sqs_queue;
 mod stream_poller;
 
@@ -41,6 +42,7 @@ pub use read_error::ReadError;
 pub use read_store::DynamoReadStore;
 pub use read_tables::{create_read_tables, read_table_names};
 pub use request_counter::RequestCounter;
+pub use sdk_config::{https_client, load_sdk_config, sdk_config_loader};
 pub use sqs_queue::SqsQueue;
 pub use stream_poller::{StreamBatch, StreamPoller};
 

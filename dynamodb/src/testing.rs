@@ -3,7 +3,7 @@
 //! needs moto and does not find it fails loudly instead of skipping.
 
 use crate::{AwsClients, RequestCounter, ResourceNames};
-use aws_config::{BehaviorVersion, Region};
+use aws_config::Region;
 
 /// The variable that carries moto's endpoint.
 pub const MOTO_ENDPOINT_VAR: &str = "MESSAGING_TEST_MOTO_ENDPOINT";
@@ -40,7 +40,7 @@ pub async fn moto_clients_counted(counter: &RequestCounter) -> AwsClients {
 
 /// The SDK configuration for moto.
 pub async fn moto_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
+    crate::sdk_config_loader()
         .endpoint_url(moto_endpoint())
         .region(Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(

@@ -372,7 +372,7 @@ pub async fn aws_notifier() -> anyhow::Result<Notifier> {
         .ok()
         .filter(|v| !v.trim().is_empty())
         .with_context(|| format!("{WEBSOCKET_ENDPOINT}: required"))?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = messaging_dynamodb::load_sdk_config().await;
     let clients = messaging_dynamodb::AwsClients::from_config(&sdk);
     Ok(Notifier {
         connections: Box::new(DynamoConnections::new(&clients, &config.names)),
