@@ -5,7 +5,7 @@ use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use messaging_events::UserId;
 use serde::de::DeserializeOwned;
 
@@ -200,6 +200,12 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, Problem> {
             "send exactly one Authorization: Bearer <token> header",
         ));
     };
+    bearer_token_of(value)
+}
+
+/// The token of one `Authorization` header value, which must be `Bearer <token>` (also read
+/// by the WebSocket upgrade, which takes the header or a subprotocol).
+pub fn bearer_token_of(value: &HeaderValue) -> Result<&str, Problem> {
     let malformed = || Problem::unauthenticated("the Authorization header must be Bearer <token>");
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
@@ -238,7 +244,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
     use serde::Deserialize;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

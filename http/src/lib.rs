@@ -12,6 +12,7 @@ mod routes;
 mod state;
 mod views;
 
+pub use extract::bearer_token_of;
 pub use problem::{Problem, PROBLEM_JSON};
 pub use rate_limit::{RateLimit, RateLimiter, RATE_LIMIT_VAR};
 pub use request_context::X_REQUEST_ID;

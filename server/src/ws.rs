@@ -110,17 +110,7 @@ async fn upgrade(
 fn token(headers: &HeaderMap) -> Result<String, Problem> {
     let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
     match (authorization.next(), authorization.next()) {
-        (Some(value), None) => {
-            let malformed =
-                || Problem::unauthenticated("the Authorization header must be Bearer <token>");
-            let value = value.to_str().map_err(|_| malformed())?;
-            let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
-            let token = token.trim();
-            if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
-                return Err(malformed());
-            }
-            Ok(token.to_string())
-        }
+        (Some(value), None) => messaging_http::bearer_token_of(value).map(str::to_string),
         (Some(_), Some(_)) => Err(Problem::unauthenticated(
             "send at most one Authorization header",
         )),
