@@ -2,7 +2,7 @@
 //! environment, starts it on a free port and exports `MESSAGING_TEST_MOTO_ENDPOINT`; a test that
 //! needs moto and does not find it fails loudly instead of skipping.
 
-use crate::{AwsClients, RequestCounter, ResourceNames};
+use crate::{AwsClients, QueueUrls, RequestCounter, ResourceNames};
 use aws_config::Region;
 
 /// The variable that carries moto's endpoint.
@@ -53,6 +53,20 @@ pub async fn moto_config() -> aws_config::SdkConfig {
 /// Resource names unique to one test, so tests share one moto server without interfering.
 pub fn unique_names() -> ResourceNames {
     ResourceNames::new(format!("t{}-", uuid::Uuid::new_v4().simple()))
+}
+
+/// Every table and queue of the deployment under [`unique_names`]: what a test of the whole
+/// AWS side starts from.
+pub async fn create_everything(clients: &AwsClients) -> (ResourceNames, QueueUrls) {
+    let names = unique_names();
+    crate::create_event_tables(clients, &names)
+        .await
+        .expect("event tables");
+    crate::create_read_tables(clients, &names)
+        .await
+        .expect("read tables");
+    let urls = crate::create_queues(clients, &names).await.expect("queues");
+    (names, urls)
 }
 
 /// Writes `events` to the event table without conditions, 25 per `BatchWriteItem`: for tests

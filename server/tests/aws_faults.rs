@@ -9,11 +9,8 @@ use messaging_commands::{
     CommandHandlers, Dependencies, Dispatch, GetAllMessages, GetNewMessages, Processor, Register,
     SendMessage, Sweeper,
 };
-use messaging_dynamodb::testing::{moto_clients, unique_names};
-use messaging_dynamodb::{
-    create_event_tables, create_queues, create_read_tables, DynamoEventStore, DynamoReadStore,
-    SqsQueue, StreamPoller,
-};
+use messaging_dynamodb::testing::{create_everything, moto_clients};
+use messaging_dynamodb::{DynamoEventStore, DynamoReadStore, SqsQueue, StreamPoller};
 use messaging_events::{
     AppendRequest, Clock, Event, EventStore, Limits, MessageId, NewEvent, QueueMessage, StreamId,
     SystemClock, Timestamp, UserId, WorkQueue,
@@ -37,14 +34,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let clients = moto_clients().await;
-    let names = unique_names();
-    create_event_tables(&clients, &names)
-        .await
-        .expect("event tables");
-    create_read_tables(&clients, &names)
-        .await
-        .expect("read tables");
-    let urls = create_queues(&clients, &names).await.expect("queues");
+    let (names, urls) = create_everything(&clients).await;
     let store = Arc::new(DynamoEventStore::new(&clients, &names));
     let read = Arc::new(DynamoReadStore::new(&clients, &names));
     let direct_queue = Arc::new(SqsQueue::new(&clients, urls.direct));

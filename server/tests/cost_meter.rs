@@ -21,10 +21,9 @@ use messaging_commands::{
     CommandHandlers, Dependencies, Dispatch, GetNewMessages, Processor, Register, SendGroupMessage,
     SendMessage,
 };
-use messaging_dynamodb::testing::{moto_clients_counted, seed_events, unique_names};
+use messaging_dynamodb::testing::{create_everything, moto_clients_counted, seed_events};
 use messaging_dynamodb::{
-    create_event_tables, create_queues, create_read_tables, AwsClients, DynamoEventStore,
-    DynamoReadStore, RequestCounter, ResourceNames, SqsQueue,
+    AwsClients, DynamoEventStore, DynamoReadStore, RequestCounter, ResourceNames, SqsQueue,
 };
 use messaging_events::Clock;
 use messaging_events::{
@@ -107,14 +106,7 @@ impl Meter {
     pub async fn new() -> Meter {
         let counter = RequestCounter::new();
         let clients = moto_clients_counted(&counter).await;
-        let names = unique_names();
-        create_event_tables(&clients, &names)
-            .await
-            .expect("event tables");
-        create_read_tables(&clients, &names)
-            .await
-            .expect("read tables");
-        let urls = create_queues(&clients, &names).await.expect("queues");
+        let (names, urls) = create_everything(&clients).await;
         let store = Arc::new(DynamoEventStore::new(&clients, &names));
         let read = Arc::new(DynamoReadStore::new(&clients, &names));
         let direct_queue =

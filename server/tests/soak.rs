@@ -147,20 +147,10 @@ fn embedded_system(dir: &std::path::Path, schedule: Arc<Schedule>) -> System {
 }
 
 async fn dynamodb_system(schedule: Arc<Schedule>) -> System {
-    use messaging_dynamodb::testing::{moto_clients, unique_names};
-    use messaging_dynamodb::{
-        create_event_tables, create_queues, create_read_tables, DynamoEventStore, DynamoReadStore,
-        SqsQueue, StreamPoller,
-    };
+    use messaging_dynamodb::testing::{create_everything, moto_clients};
+    use messaging_dynamodb::{DynamoEventStore, DynamoReadStore, SqsQueue, StreamPoller};
     let clients = moto_clients().await;
-    let names = unique_names();
-    create_event_tables(&clients, &names)
-        .await
-        .expect("event tables");
-    create_read_tables(&clients, &names)
-        .await
-        .expect("read tables");
-    let urls = create_queues(&clients, &names).await.expect("queues");
+    let (names, urls) = create_everything(&clients).await;
     let plain_store: Arc<dyn EventStore> = Arc::new(DynamoEventStore::new(&clients, &names));
     let plain_read: Arc<dyn ReadStore> = Arc::new(DynamoReadStore::new(&clients, &names));
     let store = FaultyStore::new(plain_store.clone(), schedule.clone());
