@@ -93,9 +93,9 @@ impl Processor {
     async fn settled(&self, message_id: MessageId) -> Result<bool, StoreError> {
         Ok(self
             .store
-            .last_event(&StreamId::message(message_id))
+            .stream_version(&StreamId::message(message_id))
             .await?
-            .is_some())
+            > 0)
     }
 
     /// The sender's earlier messages that have no outcome yet, oldest first. Every outcome is
@@ -316,11 +316,7 @@ impl Processor {
         let inbox = StreamId::inbox(recipient);
         let outcome_stream = StreamId::message(message.message_id);
         for attempt in 0..MAX_ATTEMPTS {
-            let position = self
-                .store
-                .last_event(&inbox)
-                .await?
-                .map_or(0, |e| e.version);
+            let position = self.store.stream_version(&inbox).await?;
             let mut appends = vec![StreamAppend {
                 stream: inbox.clone(),
                 expected_version: position,

@@ -69,6 +69,16 @@ impl EventStore for EmbeddedEventStore {
         Ok(event)
     }
 
+    /// One search of the (stream, version) index: no table row read, no event decoded.
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let stream = stream.clone();
+        let version = self
+            .readers
+            .read(move |conn| append::current_version(conn, &stream))
+            .await?;
+        Ok(version)
+    }
+
     async fn get_claim(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         let key = key.to_string();
         let value = self

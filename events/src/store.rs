@@ -178,6 +178,16 @@ pub trait EventStore: Send + Sync {
     /// The newest event of `stream`, if any (one item read, whatever the stream's length).
     async fn last_event(&self, stream: &StreamId) -> Result<Option<RecordedEvent>, StoreError>;
 
+    /// The version of `stream`'s newest event, 0 when it has none: for the checks that need no
+    /// event (does it exist, where does it end), which an adapter may answer from its index
+    /// without reading or decoding the event.
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        Ok(self
+            .last_event(stream)
+            .await?
+            .map_or(0, |last| last.version))
+    }
+
     /// The value stored under a claim.
     async fn get_claim(&self, key: &str) -> Result<Option<Value>, StoreError>;
 }

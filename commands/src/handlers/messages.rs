@@ -125,7 +125,11 @@ impl CommandHandlers {
     /// and the version of the sender's blocks.
     async fn pin(&self, sender: UserId) -> Result<Pinned, CommandError> {
         let (outbox_version, last) = self.head(&StreamId::outbox(sender)).await?;
-        let (blocks_version, _) = self.head(&StreamId::blocks_of(sender)).await?;
+        let blocks_version = self
+            .deps
+            .store
+            .stream_version(&StreamId::blocks_of(sender))
+            .await?;
         let now = self.deps.clock.now();
         let sent_at = match last {
             Some(Event::DirectMessageSent { sent_at, .. })

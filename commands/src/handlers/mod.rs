@@ -93,9 +93,9 @@ impl CommandHandlers {
         Ok(self
             .deps
             .store
-            .last_event(&StreamId::user(user))
+            .stream_version(&StreamId::user(user))
             .await?
-            .is_some())
+            > 0)
     }
 
     /// Fails with 404 unless every user exists.
