@@ -1,8 +1,8 @@
 //! How an event row is read back.
 
-use crate::convert::{from_json, from_sql, parse_uuid};
+use crate::convert::{from_sql, parse_uuid};
 use crate::EmbeddedError;
-use messaging_events::{RecordedEvent, StoredEvent, StreamId, Timestamp};
+use messaging_events::{decode_json, RecordedEvent, StreamId, Timestamp};
 use rusqlite::Row;
 
 /// The columns [`from_row`] expects, in order; a macro so that queries stay `concat!`ed
@@ -49,14 +49,9 @@ impl EventRow {
 
     /// Decodes the event, upcasting data written with an older schema.
     pub(crate) fn decode(self) -> Result<RecordedEvent, EmbeddedError> {
-        let stored = StoredEvent {
-            schema_version: u32::try_from(self.schema_version)
-                .map_err(|e| EmbeddedError::corrupt("event schema version", e))?,
-            data: from_json("event data", &self.data)?,
-            event_type: self.event_type,
-        };
-        let event = stored
-            .decode()
+        let schema_version = u32::try_from(self.schema_version)
+            .map_err(|e| EmbeddedError::corrupt("event schema version", e))?;
+        let event = decode_json(&self.event_type, schema_version, &self.data)
             .map_err(|e| EmbeddedError::corrupt("event", e))?;
         Ok(RecordedEvent {
             stream: StreamId(self.stream),

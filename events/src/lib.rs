@@ -24,5 +24,5 @@ pub use store::{
     AppendError, AppendRequest, Claim, EventStore, NewEvent, RecordedEvent, StoreError,
     StreamAppend, VersionCheck, MAX_ITEMS_PER_APPEND, MAX_ITEM_BYTES,
 };
-pub use stored::{StoredEvent, UpcastError, CURRENT_SCHEMA_VERSION};
+pub use stored::{decode_json, StoredEvent, UpcastError, CURRENT_SCHEMA_VERSION};
 pub use values::{DisplayName, GroupName, LimitError, Limits, MessageText, ValueError};
