@@ -9,7 +9,8 @@ use messaging_events::{
     RecordedEvent, StoreError, StreamAppend, StreamId, Timestamp, UserId, WorkItem,
 };
 use serde_json::json;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tracing::Instrument;
 
 /// How often one delivery re-reads an inbox after losing a race for its next position.
@@ -57,16 +58,28 @@ struct Message {
     sent_at: Timestamp,
 }
 
+/// Senders whose settled prefix [`Processor`] remembers at most; past it the memory starts
+/// over, which costs only the reads it saved.
+const REMEMBERED_SENDERS: usize = 65_536;
+
 /// Decides and records delivery of direct and group messages.
 #[derive(Clone)]
 pub struct Processor {
     store: Arc<dyn EventStore>,
+    /// Per outbox stream, a version up to which every message is known settled. Settled
+    /// stays settled, so this can only be behind the store, never wrong; it spares the walk
+    /// back over the previous message (two reads) for a sender whose last message this
+    /// processor settled.
+    settled_through: Arc<Mutex<HashMap<StreamId, u64>>>,
 }
 
 impl Processor {
     /// A processor over the event store.
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            settled_through: Arc::default(),
+        }
     }
 
     /// Processes one accepted message.
@@ -86,7 +99,31 @@ impl Processor {
         for earlier in self.unsettled_predecessors(sent).await? {
             self.decide(&earlier).await?;
         }
-        self.decide(sent).await
+        self.decide(sent).await?;
+        self.remember_settled(&sent.stream, sent.version);
+        Ok(())
+    }
+
+    /// Records that every message of `stream` up to `version` is settled.
+    fn remember_settled(&self, stream: &StreamId, version: u64) {
+        let mut settled = self
+            .settled_through
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if settled.len() >= REMEMBERED_SENDERS && !settled.contains_key(stream) {
+            settled.clear();
+        }
+        let through = settled.entry(stream.clone()).or_insert(0);
+        *through = (*through).max(version);
+    }
+
+    /// The version up to which every message of `stream` is known settled (0: none known).
+    fn known_settled_through(&self, stream: &StreamId) -> u64 {
+        let settled = self
+            .settled_through
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        settled.get(stream).copied().unwrap_or(0)
     }
 
     /// Whether the message has its outcome.
@@ -100,14 +137,16 @@ impl Processor {
 
     /// The sender's earlier messages that have no outcome yet, oldest first. Every outcome is
     /// recorded only after those of the sender's earlier messages, so the walk back stops at
-    /// the first settled one: usually the previous message (two reads, whatever the history).
+    /// the first settled one: usually the previous message (two reads, whatever the history),
+    /// and no read at all when this processor settled the previous message itself.
     async fn unsettled_predecessors(
         &self,
         sent: &RecordedEvent,
     ) -> Result<Vec<RecordedEvent>, ProcessError> {
         let mut unsettled = Vec::new();
         let mut version = sent.version;
-        while version > 1 {
+        let known = self.known_settled_through(&sent.stream);
+        while version > 1 && version - 1 > known {
             if unsettled.len() >= MAX_PREDECESSORS {
                 return Err(ProcessError::Contended(sent.stream.clone()));
             }

@@ -89,7 +89,6 @@ pub struct Meter {
     read: Arc<DynamoReadStore>,
     store: Arc<DynamoEventStore>,
     handlers: CommandHandlers,
-    processor: Processor,
     projector: Projector,
     direct_queue: Arc<SqsQueue>,
     group_queue: Arc<SqsQueue>,
@@ -127,7 +126,6 @@ impl Meter {
             clients,
             names,
             read: read.clone(),
-            processor: Processor::new(store.clone()),
             projector: Projector::new(read),
             store,
             handlers,
@@ -206,7 +204,10 @@ impl Meter {
             .expect("received");
         assert_eq!(received.len(), 1, "one queued message");
         let message = &received[0];
-        self.processor
+        // A processor that has not seen the sender before (a cold Lambda instance), so every
+        // row pays the walk back to the sender's previous message; a warm one that settled
+        // that message itself skips those two reads.
+        Processor::new(self.store.clone())
             .handle(&message.item)
             .await
             .expect("processed");
