@@ -13,6 +13,10 @@
 //! A connection that falls [`CHANNEL_CAPACITY`](crate::hub::CHANNEL_CAPACITY) messages behind
 //! is closed with code 1013 ("try again later"): reconnect and re-sync with `get-new-messages`.
 //! When the server stops, every connection gets a close frame with code 1001 ("going away").
+//!
+//! The token is checked again before every push and every [`RECHECK_EVERY`] while idle: once it
+//! is revoked the connection is closed with code 1008 ("policy violation") and pushes nothing
+//! more, as a revoked token's next request gets 401.
 
 use crate::hub::{Hub, Subscription};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -21,6 +25,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use messaging_commands::{CommandError, CommandHandlers};
 use messaging_http::{AppState, Problem};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -41,11 +46,15 @@ const READ_BUFFER: usize = 4 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 /// Bytes a connection may hold unsent before pushes fail (a stuck client).
 const MAX_WRITE_BUFFER: usize = 256 * 1024;
+/// How often an idle connection's token is checked again (a push checks it first anyway).
+pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Close code: the server goes away.
 const GOING_AWAY: u16 = 1001;
 /// Close code: try again later (the connection lagged; re-sync).
 const TRY_AGAIN_LATER: u16 = 1013;
+/// Close code: policy violation (the token was revoked).
+const POLICY_VIOLATION: u16 = 1008;
 
 #[derive(Clone)]
 struct WsState {
@@ -94,6 +103,7 @@ async fn upgrade(
     // Subscribed before the switch, so that nothing projected meanwhile is missed.
     let subscription = state.hub.subscribe(user);
     let hub = state.hub.clone();
+    let handlers = state.app.handlers.clone();
     tracing::debug!(user_id = %user, "WebSocket connection opened");
     upgrade
         .protocols([SUBPROTOCOL])
@@ -102,7 +112,9 @@ async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| connection(socket, subscription, hub))
+        .on_upgrade(move |socket| {
+            connection(socket, subscription, hub, Credentials { handlers, token })
+        })
 }
 
 /// The bearer token of the upgrade request: the `Authorization` header, else a
@@ -131,15 +143,48 @@ fn token(headers: &HeaderMap) -> Result<String, Problem> {
     }
 }
 
-/// Pushes the user's deliveries until the client leaves, the connection breaks or lags, or
-/// the server stops.
-async fn connection(mut socket: WebSocket, mut subscription: Subscription, hub: Hub) {
+/// What a connection needs to check its token again.
+struct Credentials {
+    handlers: CommandHandlers,
+    token: String,
+}
+
+impl Credentials {
+    /// `None` while the token is valid, else the close frame to send.
+    async fn refusal(&self) -> Option<(u16, &'static str)> {
+        match self.handlers.authenticate(&self.token).await {
+            Ok(_) => None,
+            Err(CommandError::Unauthenticated) => Some((POLICY_VIOLATION, "token revoked")),
+            Err(error) => {
+                tracing::warn!(%error, "could not check a WebSocket connection's token");
+                Some((TRY_AGAIN_LATER, "could not check the token: reconnect"))
+            }
+        }
+    }
+}
+
+/// Pushes the user's deliveries until the client leaves, the connection breaks or lags, the
+/// token is revoked, or the server stops.
+async fn connection(
+    mut socket: WebSocket,
+    mut subscription: Subscription,
+    hub: Hub,
+    credentials: Credentials,
+) {
     let _guard = hub.connection_guard();
     let mut stop = hub.stopping();
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             pushed = subscription.recv() => match pushed {
                 Ok(json) => {
+                    if let Some((code, reason)) = credentials.refusal().await {
+                        tracing::info!(code, reason, "closing a WebSocket connection");
+                        close(socket, code, reason).await;
+                        return;
+                    }
                     match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(json))).await {
                         Ok(Ok(())) => {}
                         Ok(Err(error)) => {
@@ -172,6 +217,13 @@ async fn connection(mut socket: WebSocket, mut subscription: Subscription, hub: 
                 }
                 None => return,
             },
+            _ = recheck.tick() => {
+                if let Some((code, reason)) = credentials.refusal().await {
+                    tracing::info!(code, reason, "closing an idle WebSocket connection");
+                    close(socket, code, reason).await;
+                    return;
+                }
+            }
             () = stopped(&mut stop) => {
                 close(socket, GOING_AWAY, "server shutting down").await;
                 return;

@@ -247,6 +247,42 @@ async fn stopping_the_server_closes_connections_with_a_close_frame() {
     );
 }
 
+#[tokio::test]
+async fn a_revoked_tokens_connection_is_closed_before_its_next_push() {
+    let srv = TestServer::spawn();
+    let alice = srv.register().await;
+    let bob = srv.register().await;
+    let mut bob_ws = connect(&srv, &bob).await;
+    let before = srv.send(&alice, &bob.id, "before").await;
+    assert_eq!(
+        msg_id(&next_message(&mut bob_ws, push_limit()).await),
+        before
+    );
+
+    srv.post_raw("/revoke-token", Some(&bob.token), None, Vec::new(), &[])
+        .await
+        .expect_status(200, "revoke");
+    srv.send(&alice, &bob.id, "after").await;
+
+    // The message is not pushed: the connection closes first, as a request would get 401.
+    let deadline = Instant::now() + push_limit();
+    let frame = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = tokio::time::timeout(left, bob_ws.next())
+            .await
+            .expect("a frame before the timeout")
+            .expect("a frame, not the end of the stream")
+            .expect("a well-formed frame");
+        if !matches!(frame, Message::Ping(_) | Message::Pong(_)) {
+            break frame;
+        }
+    };
+    match frame {
+        Message::Close(Some(close)) => assert_eq!(close.code, CloseCode::Policy, "{close:?}"),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Benchmarks (BENCHMARKS.md, "Real-time delivery"); not run by default:
 //   cargo test --release --test api -- --ignored --nocapture --test-threads 1 realtime_bench
