@@ -16,6 +16,8 @@ struct State {
     streams: BTreeMap<StreamId, Vec<RecordedEvent>>,
     claims: BTreeMap<String, Value>,
     log: Vec<RecordedEvent>,
+    /// Event reads (`read_stream`, `last_event`) per stream, for tests that count them.
+    reads: BTreeMap<StreamId, usize>,
 }
 
 /// Events in maps behind a mutex.
@@ -28,6 +30,12 @@ impl MemoryStore {
     /// Every event in append order.
     pub fn log(&self) -> Vec<RecordedEvent> {
         self.state.lock().expect("lock").log.clone()
+    }
+
+    /// How many times `stream`'s events were read (`read_stream`, `last_event`).
+    pub fn reads_of(&self, stream: &StreamId) -> usize {
+        let state = self.state.lock().expect("lock");
+        state.reads.get(stream).copied().unwrap_or(0)
     }
 }
 
@@ -91,7 +99,8 @@ impl EventStore for MemoryStore {
         after_version: u64,
         to_version: Option<u64>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let state = self.state.lock().expect("lock");
+        let mut state = self.state.lock().expect("lock");
+        *state.reads.entry(stream.clone()).or_insert(0) += 1;
         Ok(state
             .streams
             .get(stream)
@@ -108,7 +117,8 @@ impl EventStore for MemoryStore {
     }
 
     async fn last_event(&self, stream: &StreamId) -> Result<Option<RecordedEvent>, StoreError> {
-        let state = self.state.lock().expect("lock");
+        let mut state = self.state.lock().expect("lock");
+        *state.reads.entry(stream.clone()).or_insert(0) += 1;
         Ok(state.streams.get(stream).and_then(|e| e.last().cloned()))
     }
 

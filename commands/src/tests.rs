@@ -578,54 +578,6 @@ async fn given_later_messages_processed_first_then_the_earlier_ones_are_delivere
     assert_eq!(h.inbox(b), vec!["1", "2", "3"]);
 }
 
-/// The event store of the harness, counting reads of one stream.
-struct CountingReads {
-    inner: Arc<MemoryStore>,
-    stream: StreamId,
-    reads: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait]
-impl EventStore for CountingReads {
-    async fn append(
-        &self,
-        request: AppendRequest,
-    ) -> Result<Vec<messaging_events::RecordedEvent>, messaging_events::AppendError> {
-        self.inner.append(request).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        after_version: u64,
-        to_version: Option<u64>,
-    ) -> Result<Vec<messaging_events::RecordedEvent>, messaging_events::StoreError> {
-        if *stream == self.stream {
-            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        self.inner
-            .read_stream(stream, after_version, to_version)
-            .await
-    }
-
-    async fn last_event(
-        &self,
-        stream: &StreamId,
-    ) -> Result<Option<messaging_events::RecordedEvent>, messaging_events::StoreError> {
-        if *stream == self.stream {
-            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        self.inner.last_event(stream).await
-    }
-
-    async fn get_claim(
-        &self,
-        key: &str,
-    ) -> Result<Option<serde_json::Value>, messaging_events::StoreError> {
-        self.inner.get_claim(key).await
-    }
-}
-
 #[tokio::test]
 async fn given_a_senders_message_settled_here_then_the_next_one_skips_the_walk_back() {
     let h = harness();
@@ -633,24 +585,23 @@ async fn given_a_senders_message_settled_here_then_the_next_one_skips_the_walk_b
     h.send(a, b, "1").await;
     h.send(a, b, "2").await;
     let items = h.direct.drain();
-    let counting = Arc::new(CountingReads {
-        inner: h.store.clone(),
-        stream: StreamId::outbox(a),
-        reads: Default::default(),
-    });
-    let processor = Processor::new(counting.clone());
+    let outbox = StreamId::outbox(a);
+    let reads_before = h.store.reads_of(&outbox);
 
-    processor.handle(&items[0]).await.expect("first");
-    processor.handle(&items[1]).await.expect("second");
+    h.processor.handle(&items[0]).await.expect("first");
+    h.processor.handle(&items[1]).await.expect("second");
 
     // No read of the outbox: the first message has no predecessor and the second's is known
     // settled. A processor that did not settle it (another Lambda instance) reads it once.
-    assert_eq!(counting.reads.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(h.store.reads_of(&outbox), reads_before);
     assert_eq!(h.inbox(b), vec!["1", "2"]);
-    let elsewhere = Processor::new(counting.clone());
     h.send(a, b, "3").await;
+    let reads_before = h.store.reads_of(&outbox);
     let third = h.direct.drain().remove(0);
-    elsewhere.handle(&third).await.expect("third");
-    assert_eq!(counting.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    Processor::new(h.store.clone())
+        .handle(&third)
+        .await
+        .expect("third");
+    assert_eq!(h.store.reads_of(&outbox), reads_before + 1);
     assert_eq!(h.inbox(b), vec!["1", "2", "3"]);
 }

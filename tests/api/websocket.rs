@@ -53,21 +53,27 @@ async fn connect(srv: &TestServer, user: &User) -> Ws {
         .unwrap_or_else(|status| panic!("upgrade refused with {status}"))
 }
 
-/// The next pushed message (skipping control frames), within `limit`.
-async fn next_message(ws: &mut Ws, limit: Duration) -> Value {
+/// The next frame other than a ping or pong, within `limit`.
+async fn next_frame(ws: &mut Ws, limit: Duration) -> Message {
     let deadline = Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let frame = tokio::time::timeout(left, ws.next())
             .await
-            .expect("a pushed message in time")
+            .expect("a frame in time")
             .expect("the connection is open")
-            .expect("a frame");
-        match frame {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected frame {other:?}"),
+            .expect("a well-formed frame");
+        if !matches!(frame, Message::Ping(_) | Message::Pong(_)) {
+            return frame;
         }
+    }
+}
+
+/// The next pushed message (skipping control frames), within `limit`.
+async fn next_message(ws: &mut Ws, limit: Duration) -> Value {
+    match next_frame(ws, limit).await {
+        Message::Text(text) => serde_json::from_str(text.as_str()).expect("JSON"),
+        other => panic!("unexpected frame {other:?}"),
     }
 }
 
@@ -265,19 +271,7 @@ async fn a_revoked_tokens_connection_is_closed_before_its_next_push() {
     srv.send(&alice, &bob.id, "after").await;
 
     // The message is not pushed: the connection closes first, as a request would get 401.
-    let deadline = Instant::now() + push_limit();
-    let frame = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = tokio::time::timeout(left, bob_ws.next())
-            .await
-            .expect("a frame before the timeout")
-            .expect("a frame, not the end of the stream")
-            .expect("a well-formed frame");
-        if !matches!(frame, Message::Ping(_) | Message::Pong(_)) {
-            break frame;
-        }
-    };
-    match frame {
+    match next_frame(&mut bob_ws, push_limit()).await {
         Message::Close(Some(close)) => assert_eq!(close.code, CloseCode::Policy, "{close:?}"),
         other => panic!("expected a close frame, got {other:?}"),
     }
