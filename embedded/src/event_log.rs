@@ -23,7 +23,7 @@ impl EventLog for EmbeddedEventStore {
     }
 
     async fn estimated_count(&self) -> Result<Option<u64>, StoreError> {
-        // seq is AUTOINCREMENT and events are never deleted, so the last seq is the count.
+        // seq counts up from 1 and events are never deleted, so the last seq is the count.
         let count = self
             .readers
             .read(|conn: &Connection| -> Result<i64, EmbeddedError> {

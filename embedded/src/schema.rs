@@ -13,8 +13,11 @@ pub(crate) struct Schema {
 pub(crate) const EVENTS: Schema = Schema {
     version: 1,
     ddl: "
+-- seq is the feed's position: rowids from MAX(seq) + 1, never reused since events are never
+-- deleted, so AUTOINCREMENT (a sqlite_sequence update per event) would add nothing. Files made
+-- before this had it; both behave the same.
 CREATE TABLE IF NOT EXISTS events (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq            INTEGER PRIMARY KEY,
     stream         TEXT    NOT NULL,
     version        INTEGER NOT NULL,
     event_id       TEXT    NOT NULL,
