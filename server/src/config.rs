@@ -22,6 +22,8 @@ pub struct Config {
     pub backend: Backend,
     /// Sends per user per minute (`MESSAGING_RATE_LIMIT_PER_MINUTE`; 0 = no limit).
     pub rate_limit: RateLimit,
+    /// How often an idle WebSocket connection's token is checked again.
+    pub ws_recheck: Duration,
 }
 
 /// The storage backend.
@@ -75,6 +77,10 @@ pub const ENV_HELP: &[(&str, &str)] = &[
     (
         "MESSAGING_SWEEP_AFTER_SECS",
         "age in seconds of unsettled accepted work before it is enqueued again (default 30)",
+    ),
+    (
+        "MESSAGING_WS_RECHECK_SECS",
+        "seconds between checks of an idle WebSocket connection's token; a revoked token's connection closes at the next check or push (default 30)",
     ),
     (
         "MESSAGING_MAX_MESSAGE_BYTES",
@@ -148,6 +154,7 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("./data"));
         let sweep_after_secs: u64 = positive(&get, "MESSAGING_SWEEP_AFTER_SECS", 30)?;
+        let ws_recheck_secs: u64 = positive(&get, "MESSAGING_WS_RECHECK_SECS", 30)?;
 
         let limits = Limits::from_lookup(&lookup).map_err(|error| ConfigError {
             name: error.name,
@@ -168,6 +175,7 @@ impl Config {
             sweep_after: Duration::from_secs(sweep_after_secs),
             backend,
             rate_limit,
+            ws_recheck: Duration::from_secs(ws_recheck_secs),
         })
     }
 }
@@ -228,6 +236,7 @@ mod tests {
         assert_eq!(got.limits, Limits::default());
         assert_eq!(got.sweep_after, Duration::from_secs(30));
         assert_eq!(got.rate_limit, RateLimit { per_minute: 600 });
+        assert_eq!(got.ws_recheck, Duration::from_secs(30));
     }
 
     #[test]
@@ -246,12 +255,14 @@ mod tests {
             ("MESSAGING_SWEEP_AFTER_SECS", "5"),
             ("MESSAGING_MAX_BODY_BYTES", "1024"),
             ("MESSAGING_BACKEND", "embedded"),
+            ("MESSAGING_WS_RECHECK_SECS", "2"),
         ])
         .unwrap();
         assert_eq!(got.addr, "0.0.0.0:0".parse().unwrap());
         assert_eq!(got.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(got.sweep_after, Duration::from_secs(5));
         assert_eq!(got.limits.max_body_bytes, 1024);
+        assert_eq!(got.ws_recheck, Duration::from_secs(2));
     }
 
     #[test]
@@ -262,6 +273,7 @@ mod tests {
             ("MESSAGING_SWEEP_AFTER_SECS", "0"),
             ("MESSAGING_SWEEP_AFTER_SECS", "-1"),
             ("MESSAGING_SWEEP_AFTER_SECS", "soon"),
+            ("MESSAGING_WS_RECHECK_SECS", "0"),
             ("MESSAGING_MAX_PAGE_SIZE", "0"),
             ("MESSAGING_BACKEND", "postgres"),
             ("MESSAGING_RATE_LIMIT_PER_MINUTE", "-1"),

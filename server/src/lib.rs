@@ -85,7 +85,7 @@ pub async fn run(
     });
     let waiter: Arc<dyn InboxWaiter> = Arc::new(hub.clone());
     let app = router(state.clone())
-        .merge(ws_router(state, hub.clone()))
+        .merge(ws_router(state, hub.clone(), config.ws_recheck))
         .layer(axum::Extension(waiter));
     let stopping = hub.clone();
     let served = axum::serve(listener, app)

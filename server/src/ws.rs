@@ -14,8 +14,8 @@
 //! is closed with code 1013 ("try again later"): reconnect and re-sync with `get-new-messages`.
 //! When the server stops, every connection gets a close frame with code 1001 ("going away").
 //!
-//! The token is checked again before every push and every [`RECHECK_EVERY`] while idle: once it
-//! is revoked the connection is closed with code 1008 ("policy violation") and pushes nothing
+//! The token is checked again before every push and, while idle, every
+//! `MESSAGING_WS_RECHECK_SECS` ([`crate::Config::ws_recheck`]): once it is revoked the connection is closed with code 1008 ("policy violation") and pushes nothing
 //! more, as a revoked token's next request gets 401.
 
 use crate::hub::{Hub, Subscription};
@@ -46,8 +46,6 @@ const READ_BUFFER: usize = 4 * 1024;
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 /// Bytes a connection may hold unsent before pushes fail (a stuck client).
 const MAX_WRITE_BUFFER: usize = 256 * 1024;
-/// How often an idle connection's token is checked again (a push checks it first anyway).
-pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Close code: the server goes away.
 const GOING_AWAY: u16 = 1001;
@@ -60,13 +58,15 @@ const POLICY_VIOLATION: u16 = 1008;
 struct WsState {
     app: AppState,
     hub: Hub,
+    recheck: Duration,
 }
 
-/// The `/ws` route over the API's handlers (for authentication) and the hub.
-pub fn ws_router(app: AppState, hub: Hub) -> Router {
+/// The `/ws` route over the API's handlers (for authentication) and the hub; an idle
+/// connection's token is checked again every `recheck` (a push checks it first anyway).
+pub fn ws_router(app: AppState, hub: Hub, recheck: Duration) -> Router {
     Router::new()
         .route("/ws", get(upgrade))
-        .with_state(WsState { app, hub })
+        .with_state(WsState { app, hub, recheck })
 }
 
 async fn upgrade(
@@ -103,7 +103,11 @@ async fn upgrade(
     // Subscribed before the switch, so that nothing projected meanwhile is missed.
     let subscription = state.hub.subscribe(user);
     let hub = state.hub.clone();
-    let handlers = state.app.handlers.clone();
+    let credentials = Credentials {
+        handlers: state.app.handlers.clone(),
+        token,
+        recheck: state.recheck,
+    };
     tracing::debug!(user_id = %user, "WebSocket connection opened");
     upgrade
         .protocols([SUBPROTOCOL])
@@ -112,9 +116,7 @@ async fn upgrade(
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| {
-            connection(socket, subscription, hub, Credentials { handlers, token })
-        })
+        .on_upgrade(move |socket| connection(socket, subscription, hub, credentials))
 }
 
 /// The bearer token of the upgrade request: the `Authorization` header, else a
@@ -147,6 +149,8 @@ fn token(headers: &HeaderMap) -> Result<String, Problem> {
 struct Credentials {
     handlers: CommandHandlers,
     token: String,
+    /// How often to check while idle.
+    recheck: Duration,
 }
 
 impl Credentials {
@@ -173,8 +177,8 @@ async fn connection(
 ) {
     let _guard = hub.connection_guard();
     let mut stop = hub.stopping();
-    let mut recheck =
-        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    let every = credentials.recheck;
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -277,6 +277,35 @@ async fn a_revoked_tokens_connection_is_closed_before_its_next_push() {
     }
 }
 
+#[tokio::test]
+async fn an_idle_connection_closes_at_the_next_recheck_once_its_token_is_revoked() {
+    let srv = TestServer::spawn_with_env(&[("MESSAGING_WS_RECHECK_SECS", "1")]);
+    let bob = srv.register().await;
+    let mut bob_ws = connect(&srv, &bob).await;
+    // A valid token passes the checks: the connection stays open and silent through three.
+    let quiet = tokio::time::timeout(
+        Duration::from_secs(3),
+        next_frame(&mut bob_ws, Duration::from_secs(4)),
+    )
+    .await;
+    assert!(quiet.is_err(), "a valid idle connection got {quiet:?}");
+
+    srv.post_raw("/revoke-token", Some(&bob.token), None, Vec::new(), &[])
+        .await
+        .expect_status(200, "revoke");
+    // Nothing is sent to bob: only the idle check can notice.
+    let revoked_at = Instant::now();
+    match next_frame(&mut bob_ws, push_limit()).await {
+        Message::Close(Some(close)) => assert_eq!(close.code, CloseCode::Policy, "{close:?}"),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(5),
+        "closed {:?} after the revocation, with checks every second",
+        revoked_at.elapsed()
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // Benchmarks (BENCHMARKS.md, "Real-time delivery"); not run by default:
 //   cargo test --release --test api -- --ignored --nocapture --test-threads 1 realtime_bench
