@@ -89,9 +89,10 @@ GENERATION_ARN = re.compile(
     r"arn:\$\{AWS::Partition\}:dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/\$\{AWS::StackName\}-g\*-([a-z_]+)(?:/index/[a-z_]+)?"
 )
 FINITE_RECORD_AGE = range(60, 604801)
-# The Management API of one WebSocket API stage: `POST @connections/{id}` (the notifier's push).
+# The Management API of one WebSocket API stage: `POST @connections/{id}` (the notifier's push)
+# and `DELETE @connections/{id}` (its close of a revoked token's connections).
 MANAGE_CONNECTIONS_ARN = re.compile(
-    r"arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:\$\{(\w+)\}/\$\{\w+\}/POST/@connections/\*"
+    r"arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:\$\{(\w+)\}/\$\{\w+\}/(?:POST|DELETE)/@connections/\*"
 )
 # Real-time delivery (lambda/src/notifier.rs): the binaries and what the notifier reads.
 NOTIFIER_BIN = "messaging-notifier"
@@ -531,9 +532,9 @@ def run(template: dict[str, Any], source: dict[str, Any], artifacts: Path | None
             problems.append(f"{fname}: expected one stream mapping, found {len(stream_mappings)}")
         for m in stream_mappings:
             patterns = [json.loads(f.get("Pattern", "{}")) for f in m["Properties"].get("FilterCriteria", {}).get("Filters", [])]
-            wanted = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": ["MessageDelivered"]}}}}
+            wanted = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": ["MessageDelivered", "TokenRevoked"]}}}}
             if patterns != [wanted]:
-                problems.append(f"{fname}: the stream mapping must filter MessageDelivered inserts, has {patterns}")
+                problems.append(f"{fname}: the stream mapping must filter MessageDelivered and TokenRevoked inserts, has {patterns}")
         _, statements = role_statements(template, fns[fname])
         pushes = [st for st in statements if "execute-api:ManageConnections" in as_list(st.get("Action", []))]
         if not pushes:
@@ -548,7 +549,7 @@ def run(template: dict[str, Any], source: dict[str, Any], artifacts: Path | None
             problems.append(f"{connections_table}: TTL on expires_at (dynamodb/src/connections.rs EXPIRES_AT) must be enabled")
         if "by_connection" not in {i.get("IndexName") for i in props.get("GlobalSecondaryIndexes", [])}:
             problems.append(f"{connections_table}: no by_connection index ($disconnect)")
-    checks.check("real-time delivery: WebSocket API ($connect/$disconnect → connections function, throttled and logged stage), connections table with TTL, notifier filtered to MessageDelivered and allowed to post", problems)
+    checks.check("real-time delivery: WebSocket API ($connect/$disconnect → connections function, throttled and logged stage), connections table with TTL, notifier filtered to MessageDelivered and TokenRevoked and allowed to post and close", problems)
 
     # --- names
     problems = []

@@ -12,7 +12,7 @@ here. The script plays the rest of AWS: API Gateway (HTTP API v2 events, to the 
 template routes them to; the WebSocket API's $connect/$disconnect), the SQS event source
 mappings (receive, invoke, delete unless reported failed), the stream mappings (GetRecords on
 the event table's stream, each mapping's FilterCriteria applied), the sweeper's schedule, and
-the WebSocket Management API (a stub recording the notifier's pushes). Messages go through in
+the WebSocket Management API (a stub recording the notifier's pushes and closes). Messages go through in
 rounds, so that the peak reflects warm use and full batches, not just the cold start; every
 one must reach the recipient. Each process's peak resident set (VmHWM in /proc/<pid>/status)
 is read just before it is stopped. Logs: <target>/lambda-runtime-test/<function>.log.
@@ -74,6 +74,7 @@ class Runtime(ThreadingHTTPServer):
         self.ready = False  # its first GET /next: the cold start is over
         self.init_error: bytes | None = None
         self.pushes: list[dict[str, Any]] = []
+        self.closes: list[str] = []
         self.invocations = 0
         self.peak_mb: float | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -168,6 +169,14 @@ class RuntimeHandler(BaseHTTPRequestHandler):
         else:
             return self.answer(404)
         self.answer(202, b'{"status":"OK"}', {"content-type": "application/json"})
+
+    def do_DELETE(self) -> None:
+        # The notifier's DeleteConnection (a revoked token's connection).
+        closed = re.fullmatch(r"/[^/]+/@connections/([^/?]+)", self.path)
+        if not closed:
+            return self.answer(404)
+        self.server.closes.append(urllib.parse.unquote(closed.group(1)))
+        self.answer(204)
 
 
 def runnable(path: Path) -> bool:
@@ -337,6 +346,13 @@ def flow(aws: Aws, results: Results) -> None:
     pushed = {p.get("message", "").split("|")[0] for p in aws.runtimes["NotifierFunction"].pushes}
     results.check("the notifier pushed every message to Bob's connection", pushed >= set(sent),
                   f"{len(pushed)} pushed, missing {sorted(set(sent) - pushed)[:5]}")
+    # Revoking a token closes the connections opened with it (and no other).
+    carol = expect(aws.http("POST", "/register", body={"display_name": "Carol"}), 201, "POST /register")
+    results.check("$connect with Carol's token is 200", aws.websocket("$connect", "conn-carol=", carol["token"]) == 200)
+    expect(aws.http("POST", "/revoke-token", carol["token"], {}), 200, "POST /revoke-token")
+    aws.drain()
+    closes = aws.runtimes["NotifierFunction"].closes
+    results.check("the notifier closed the revoked token's connection, and only it", closes == ["conn-carol="], f"closed {closes}")
     results.check("$disconnect is 200", aws.websocket("$disconnect", "conn-bob=") == 200)
 
 

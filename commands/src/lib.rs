@@ -13,7 +13,7 @@ mod sweep;
 pub use auth::{hash_token, new_token};
 pub use decide::{blocks, delivery, group, BlockersState, DomainError, GroupState};
 pub use error::CommandError;
-pub use handlers::{CommandHandlers, Dependencies, Dispatch, RevokeToken, Revoked};
+pub use handlers::{CommandHandlers, Dependencies, Dispatch, RevokeToken, Revoked, TokenIdentity};
 pub use processor::{ProcessError, Processor};
 pub use requests::{
     Accepted, BlockUser, CreateGroup, Done, GetAllMessages, GetNewMessages, GroupCreatedResponse,

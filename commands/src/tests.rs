@@ -485,6 +485,47 @@ async fn unknown_and_malformed_tokens_are_unauthenticated() {
 }
 
 #[tokio::test]
+async fn identify_names_the_tokens_id_as_its_events_do_until_it_is_revoked() {
+    let h = harness();
+    let registered = h
+        .handlers
+        .register(Register::default(), None)
+        .await
+        .expect("registered");
+    let identity = h
+        .handlers
+        .identify(&registered.token)
+        .await
+        .expect("valid token");
+    assert_eq!(identity.user.to_string(), registered.user_id);
+    let issued: Vec<_> = h
+        .store
+        .log()
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::TokenIssued { token_id, .. } => Some(token_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(issued, vec![identity.token_id]);
+
+    h.handlers
+        .revoke_token(&registered.token, crate::RevokeToken::default(), None)
+        .await
+        .expect("revoked");
+    assert_eq!(
+        h.handlers.identify(&registered.token).await,
+        Err(CommandError::Unauthenticated)
+    );
+    assert_eq!(
+        h.count(
+            |e| matches!(e, Event::TokenRevoked { token_id, .. } if *token_id == identity.token_id)
+        ),
+        1
+    );
+}
+
+#[tokio::test]
 async fn one_senders_messages_get_increasing_send_times() {
     let h = harness();
     let (a, b) = (h.user().await, h.user().await);

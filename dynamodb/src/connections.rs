@@ -4,6 +4,8 @@
 //! knows only the connection id, find the item. `expires_at` (epoch seconds) is the table's TTL
 //! attribute: API Gateway closes a connection after 2 hours at most, so an item whose
 //! `$disconnect` was lost disappears by itself (and readers skip expired items before then).
+//! Each item also names the id of the token the connection was opened with (`token_id`), so
+//! that revoking that token can close it.
 //! This is not a read model: it is not derived from events and replay leaves it alone.
 
 use crate::{AwsClients, ReadError, ResourceNames};
@@ -13,6 +15,7 @@ use aws_sdk_dynamodb::types::{
 };
 use messaging_events::UserId;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// The table's suffix under the prefix.
 pub const CONNECTIONS: &str = "connections";
@@ -20,6 +23,8 @@ pub const CONNECTIONS: &str = "connections";
 const USER: &str = "user";
 /// The range key: API Gateway's connection id.
 const CONNECTION_ID: &str = "connection_id";
+/// The id of the token the connection was opened with.
+const TOKEN_ID: &str = "token_id";
 /// The TTL attribute (epoch seconds).
 pub const EXPIRES_AT: &str = "expires_at";
 /// The index from connection id to user.
@@ -138,11 +143,13 @@ impl DynamoConnections {
         }
     }
 
-    /// Records `connection_id` as `user`'s until `expires_at` (epoch seconds).
+    /// Records `connection_id` as `user`'s, opened with token `token_id`, until `expires_at`
+    /// (epoch seconds).
     pub async fn put(
         &self,
         user: UserId,
         connection_id: &str,
+        token_id: Uuid,
         expires_at: i64,
     ) -> Result<(), ReadError> {
         self.client
@@ -150,6 +157,7 @@ impl DynamoConnections {
             .table_name(&self.table)
             .item(USER, AttributeValue::S(user.to_string()))
             .item(CONNECTION_ID, AttributeValue::S(connection_id.to_string()))
+            .item(TOKEN_ID, AttributeValue::S(token_id.to_string()))
             .item(EXPIRES_AT, AttributeValue::N(expires_at.to_string()))
             .send()
             .await
@@ -159,16 +167,42 @@ impl DynamoConnections {
 
     /// `user`'s connections not expired at `now` (epoch seconds).
     pub async fn connections_of(&self, user: UserId, now: i64) -> Result<Vec<String>, ReadError> {
+        self.query_connections(user, None, now).await
+    }
+
+    /// `user`'s connections opened with token `token_id` and not expired at `now`.
+    pub async fn connections_of_token(
+        &self,
+        user: UserId,
+        token_id: Uuid,
+        now: i64,
+    ) -> Result<Vec<String>, ReadError> {
+        self.query_connections(user, Some(token_id), now).await
+    }
+
+    async fn query_connections(
+        &self,
+        user: UserId,
+        token_id: Option<Uuid>,
+        now: i64,
+    ) -> Result<Vec<String>, ReadError> {
         let mut connections = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("#u = :u")
                 .expression_attribute_names("#u", USER)
-                .expression_attribute_values(":u", AttributeValue::S(user.to_string()))
+                .expression_attribute_values(":u", AttributeValue::S(user.to_string()));
+            if let Some(token_id) = token_id {
+                query = query
+                    .filter_expression("#t = :t")
+                    .expression_attribute_names("#t", TOKEN_ID)
+                    .expression_attribute_values(":t", AttributeValue::S(token_id.to_string()));
+            }
+            let page = query
                 .set_exclusive_start_key(start)
                 .send()
                 .await

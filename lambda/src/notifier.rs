@@ -10,6 +10,12 @@
 //! sequence number and stops, as the projector does: Lambda retries from it, so a message may
 //! be pushed twice (clients deduplicate by `message_id`; the inbox stays the source of truth).
 //!
+//! The mapping also passes `TokenRevoked` inserts: the notifier then closes (`DeleteConnection`)
+//! and forgets every connection opened with that token, as the local server closes its
+//! WebSocket connections when their token is revoked. Deliveries and revocations travel on
+//! different shards of the stream, so a message delivered within moments of the revocation may
+//! still be pushed; nothing is pushed to the connection after its close.
+//!
 //! Both ports, the connections table and the Management API, are traits: the handler is tested
 //! with fakes, the table adapter ([`DynamoConnections`]) on moto.
 
@@ -18,10 +24,11 @@ use aws_lambda_events::event::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsock
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_lambda_events::http::{HeaderMap, HeaderValue};
-use messaging_commands::{CommandError, CommandHandlers};
+use messaging_commands::{CommandError, CommandHandlers, TokenIdentity};
 use messaging_dynamodb::{DynamoConnections, EventItem};
 use messaging_events::{Event, UserId};
 use messaging_projections::{message_json, MessageView};
+use uuid::Uuid;
 
 /// How long a connection item lives: API Gateway closes every connection after 2 hours, so an
 /// item whose `$disconnect` was lost expires a little after that.
@@ -42,11 +49,19 @@ pub trait Connections: Send + Sync {
     /// `user`'s connections, not expired at `now` (epoch seconds).
     async fn connections_of(&self, user: UserId, now: i64)
         -> Result<Vec<String>, ConnectionsError>;
-    /// Records a connection until `expires_at`.
+    /// `user`'s connections opened with token `token_id`, not expired at `now`.
+    async fn connections_of_token(
+        &self,
+        user: UserId,
+        token_id: Uuid,
+        now: i64,
+    ) -> Result<Vec<String>, ConnectionsError>;
+    /// Records a connection opened with token `token_id`, until `expires_at`.
     async fn add(
         &self,
         user: UserId,
         connection_id: &str,
+        token_id: Uuid,
         expires_at: i64,
     ) -> Result<(), ConnectionsError>;
     /// Forgets one of `user`'s connections.
@@ -67,13 +82,25 @@ impl Connections for DynamoConnections {
             .map_err(|e| ConnectionsError(e.to_string()))
     }
 
+    async fn connections_of_token(
+        &self,
+        user: UserId,
+        token_id: Uuid,
+        now: i64,
+    ) -> Result<Vec<String>, ConnectionsError> {
+        DynamoConnections::connections_of_token(self, user, token_id, now)
+            .await
+            .map_err(|e| ConnectionsError(e.to_string()))
+    }
+
     async fn add(
         &self,
         user: UserId,
         connection_id: &str,
+        token_id: Uuid,
         expires_at: i64,
     ) -> Result<(), ConnectionsError> {
-        self.put(user, connection_id, expires_at)
+        self.put(user, connection_id, token_id, expires_at)
             .await
             .map_err(|e| ConnectionsError(e.to_string()))
     }
@@ -92,7 +119,7 @@ impl Connections for DynamoConnections {
     }
 }
 
-/// Why a post to a connection failed.
+/// Why a post to a connection (or its close) failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostError {
     /// The connection is gone (410): forget it.
@@ -103,11 +130,13 @@ pub enum PostError {
     Permanent(String),
 }
 
-/// The API Gateway Management API: posting to a connection.
+/// The API Gateway Management API: posting to a connection, closing one.
 #[async_trait]
 pub trait PushGateway: Send + Sync {
     /// Sends `payload` as one text frame to `connection_id`.
     async fn post(&self, connection_id: &str, payload: &str) -> Result<(), PostError>;
+    /// Closes `connection_id` (`Gone` if it was closed already).
+    async fn disconnect(&self, connection_id: &str) -> Result<(), PostError>;
 }
 
 /// The Management API client of one WebSocket API stage.
@@ -141,20 +170,48 @@ impl PushGateway for ApiGatewayPush {
             ))
             .send()
             .await;
-        match sent {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                let detail = DisplayErrorContext(&error).to_string();
-                Err(match error.as_service_error() {
-                    Some(PostToConnectionError::GoneException(_)) => PostError::Gone,
+        sent.map(|_| ()).map_err(|error| {
+            let service = error.as_service_error();
+            classify(
+                DisplayErrorContext(&error).to_string(),
+                matches!(service, Some(PostToConnectionError::GoneException(_))),
+                matches!(
+                    service,
                     Some(PostToConnectionError::ForbiddenException(_))
-                    | Some(PostToConnectionError::PayloadTooLargeException(_)) => {
-                        PostError::Permanent(detail)
-                    }
-                    _ => PostError::Retryable(detail),
-                })
-            }
-        }
+                        | Some(PostToConnectionError::PayloadTooLargeException(_))
+                ),
+            )
+        })
+    }
+
+    async fn disconnect(&self, connection_id: &str) -> Result<(), PostError> {
+        use aws_sdk_apigatewaymanagement::error::DisplayErrorContext;
+        use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnectionError;
+        let deleted = self
+            .client
+            .delete_connection()
+            .connection_id(connection_id)
+            .send()
+            .await;
+        deleted.map(|_| ()).map_err(|error| {
+            let service = error.as_service_error();
+            classify(
+                DisplayErrorContext(&error).to_string(),
+                matches!(service, Some(DeleteConnectionError::GoneException(_))),
+                matches!(service, Some(DeleteConnectionError::ForbiddenException(_))),
+            )
+        })
+    }
+}
+
+/// A Management API failure: gone (410), refused for good (403, 413), or worth retrying.
+fn classify(detail: String, gone: bool, refused: bool) -> PostError {
+    if gone {
+        PostError::Gone
+    } else if refused {
+        PostError::Permanent(detail)
+    } else {
+        PostError::Retryable(detail)
     }
 }
 
@@ -166,8 +223,9 @@ pub struct Notifier {
     pub gateway: Box<dyn PushGateway>,
 }
 
-/// Pushes the `MessageDelivered` events of a stream batch to their recipients' connections;
-/// on the first retryable failure reports that record and pushes nothing after it.
+/// Pushes the `MessageDelivered` events of a stream batch to their recipients' connections and
+/// closes the connections of the tokens `TokenRevoked` events revoke; on the first retryable
+/// failure reports that record and handles nothing after it.
 pub async fn handle_notify_batch(
     notifier: &Notifier,
     event: StreamEvent,
@@ -193,32 +251,42 @@ pub async fn handle_notify_batch(
                 continue;
             }
         };
-        let Event::MessageDelivered {
-            message_id,
-            recipient,
-            sender,
-            receiver,
-            group_id,
-            text,
-            sent_at,
-        } = recorded.event
-        else {
-            continue;
+        let handled = match recorded.event {
+            Event::MessageDelivered {
+                message_id,
+                recipient,
+                sender,
+                receiver,
+                group_id,
+                text,
+                sent_at,
+            } => {
+                let payload = message_json(&MessageView {
+                    message_id,
+                    sender_id: sender,
+                    receiver_id: receiver,
+                    group_id,
+                    message: text,
+                    sent_at,
+                });
+                push(notifier, recipient, &payload, now)
+                    .await
+                    .map_err(|error| format!("pushing message {message_id}: {error}"))
+            }
+            Event::TokenRevoked { user_id, token_id } => {
+                close_token_connections(notifier, user_id, token_id, now)
+                    .await
+                    .map_err(|error| {
+                        format!("closing the connections of token {token_id}: {error}")
+                    })
+            }
+            _ => Ok(()),
         };
-        let payload = message_json(&MessageView {
-            message_id,
-            sender_id: sender,
-            receiver_id: receiver,
-            group_id,
-            message: text,
-            sent_at,
-        });
-        if let Err(error) = push(notifier, recipient, &payload, now).await {
+        if let Err(error) = handled {
             tracing::warn!(
                 sequence_number = sequence_number.as_deref(),
-                %message_id,
                 %error,
-                "pushing a delivery failed; the batch resumes from it"
+                "a stream record failed; the batch resumes from it"
             );
             let mut failure = DynamoDbBatchItemFailure::default();
             failure.item_identifier = sequence_number;
@@ -228,6 +296,41 @@ pub async fn handle_notify_batch(
         }
     }
     DynamoDbEventResponse::default()
+}
+
+/// Closes and forgets every connection opened with the revoked token `token_id` of `user`.
+async fn close_token_connections(
+    notifier: &Notifier,
+    user: UserId,
+    token_id: Uuid,
+    now: i64,
+) -> Result<(), String> {
+    let connections = notifier
+        .connections
+        .connections_of_token(user, token_id, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut retry = None;
+    for connection_id in connections {
+        match notifier.gateway.disconnect(&connection_id).await {
+            Ok(()) | Err(PostError::Gone) => {
+                tracing::info!(user_id = %user, %connection_id, "token revoked; connection closed");
+                if let Err(error) = notifier.connections.remove(user, &connection_id).await {
+                    // $disconnect or the TTL removes it anyway.
+                    tracing::warn!(%connection_id, %error, "forgetting a closed connection failed");
+                }
+            }
+            // Kept: a retry of the record would be refused the same way.
+            Err(PostError::Permanent(error)) => {
+                tracing::error!(%connection_id, %error, "closing a revoked token's connection was refused");
+            }
+            Err(PostError::Retryable(error)) => retry = Some(error),
+        }
+    }
+    match retry {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 /// Posts `payload` to every connection of `user`; gone ones are forgotten.
@@ -261,17 +364,17 @@ async fn push(notifier: &Notifier, user: UserId, payload: &str, now: i64) -> Res
     }
 }
 
-/// Resolves a bearer token to its user (the command handlers on AWS).
+/// Resolves a bearer token to its user and id (the command handlers on AWS).
 #[async_trait]
 pub trait Authenticator: Send + Sync {
-    /// The token's user, or why not.
-    async fn authenticate(&self, token: &str) -> Result<UserId, CommandError>;
+    /// The token's user and id, or why not.
+    async fn identify(&self, token: &str) -> Result<TokenIdentity, CommandError>;
 }
 
 #[async_trait]
 impl Authenticator for CommandHandlers {
-    async fn authenticate(&self, token: &str) -> Result<UserId, CommandError> {
-        CommandHandlers::authenticate(self, token).await
+    async fn identify(&self, token: &str) -> Result<TokenIdentity, CommandError> {
+        CommandHandlers::identify(self, token).await
     }
 }
 
@@ -293,8 +396,8 @@ pub async fn handle_connection_event(
             let Some(token) = token(&request.headers) else {
                 return status(401, None);
             };
-            let user = match auth.authenticate(&token).await {
-                Ok(user) => user,
+            let TokenIdentity { user, token_id } = match auth.identify(&token).await {
+                Ok(identity) => identity,
                 Err(CommandError::Unauthenticated) => return status(401, None),
                 Err(error) => {
                     tracing::error!(%error, "authenticating a WebSocket connection failed");
@@ -302,7 +405,7 @@ pub async fn handle_connection_event(
                 }
             };
             if let Err(error) = connections
-                .add(user, &connection_id, now + CONNECTION_TTL_SECS)
+                .add(user, &connection_id, token_id, now + CONNECTION_TTL_SECS)
                 .await
             {
                 tracing::error!(%error, "recording a WebSocket connection failed");

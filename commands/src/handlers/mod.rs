@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 
-pub use tokens::{RevokeToken, Revoked};
+pub use tokens::{RevokeToken, Revoked, TokenIdentity};
 
 /// How often a command re-reads and re-decides after losing an optimistic-concurrency race.
 const MAX_ATTEMPTS: usize = 64;

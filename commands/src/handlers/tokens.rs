@@ -37,6 +37,16 @@ pub struct Revoked {
     pub revoked: usize,
 }
 
+/// Whom a valid token belongs to, and which of the user's tokens it is (not a secret: the id
+/// that `TokenIssued` and `TokenRevoked` carry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenIdentity {
+    /// The token's user.
+    pub user: UserId,
+    /// The token's id.
+    pub token_id: Uuid,
+}
+
 /// A token as the claims know it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TokenRecord {
@@ -55,11 +65,20 @@ struct LiveToken {
 impl CommandHandlers {
     /// Resolves a bearer token to its user; unknown, malformed and revoked tokens are 401.
     pub async fn authenticate(&self, bearer_token: &str) -> Result<UserId, CommandError> {
+        Ok(self.identify(bearer_token).await?.user)
+    }
+
+    /// As [`Self::authenticate`], with the token's id: for a connection that must end when
+    /// this very token is revoked (WebSocket connections on AWS).
+    pub async fn identify(&self, bearer_token: &str) -> Result<TokenIdentity, CommandError> {
         let record = self.token_record(bearer_token).await?;
         if record.revoked {
             return Err(CommandError::Unauthenticated);
         }
-        Ok(record.user)
+        Ok(TokenIdentity {
+            user: record.user,
+            token_id: record.token_id,
+        })
     }
 
     /// `POST /revoke-token`: revokes the token the request carries (or, with `all`, every

@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use async_trait::async_trait;
 use aws_lambda_events::event::apigw::ApiGatewayWebsocketProxyRequest;
-use messaging_commands::CommandError;
+use messaging_commands::{CommandError, TokenIdentity};
 use messaging_events::UserId;
 use messaging_lambda::notifier::{
     handle_connection_event, handle_notify_batch, Authenticator, Connections, ConnectionsError,
@@ -14,24 +14,34 @@ use messaging_lambda::notifier::{
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use uuid::Uuid;
 
 const NOW: i64 = 1_732_440_000;
 const DELIVERIES: &str = "dynamodb-stream-deliveries.json";
+/// A `TokenRevoked` of Bob's token [`REVOKED_TOKEN`], then a delivery to Bob.
+const REVOCATION: &str = "dynamodb-stream-revocation.json";
+const REVOKED_TOKEN: &str = "70c1e000-0000-4000-8000-000000000001";
 
-/// (user, connection) → expires_at.
+/// (user, connection) → (expires_at, token id).
+type ConnectionMap = HashMap<(UserId, String), (i64, Uuid)>;
+
 #[derive(Default, Clone)]
-struct FakeConnections(Arc<Mutex<HashMap<(UserId, String), i64>>>);
+struct FakeConnections(Arc<Mutex<ConnectionMap>>);
 
 impl FakeConnections {
     fn with(pairs: &[(UserId, &str)]) -> Self {
         let fake = FakeConnections::default();
         for (user, id) in pairs {
-            fake.0
-                .lock()
-                .unwrap()
-                .insert((*user, id.to_string()), NOW + 60);
+            fake.insert(*user, id, NOW + 60, Uuid::nil());
         }
         fake
+    }
+
+    fn insert(&self, user: UserId, id: &str, expires_at: i64, token_id: Uuid) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert((user, id.to_string()), (expires_at, token_id));
     }
 
     fn ids(&self) -> BTreeSet<String> {
@@ -56,17 +66,37 @@ impl Connections for FakeConnections {
             .lock()
             .unwrap()
             .iter()
-            .filter(|((u, _), expires)| *u == user && **expires > now)
+            .filter(|((u, _), (expires, _))| *u == user && *expires > now)
             .map(|((_, c), _)| c.clone())
             .collect();
         ids.sort();
         Ok(ids)
     }
-    async fn add(&self, user: UserId, id: &str, expires_at: i64) -> Result<(), ConnectionsError> {
-        self.0
+    async fn connections_of_token(
+        &self,
+        user: UserId,
+        token_id: Uuid,
+        now: i64,
+    ) -> Result<Vec<String>, ConnectionsError> {
+        let mut ids: Vec<String> = self
+            .0
             .lock()
             .unwrap()
-            .insert((user, id.to_string()), expires_at);
+            .iter()
+            .filter(|((u, _), (expires, t))| *u == user && *expires > now && *t == token_id)
+            .map(|((_, c), _)| c.clone())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+    async fn add(
+        &self,
+        user: UserId,
+        id: &str,
+        token_id: Uuid,
+        expires_at: i64,
+    ) -> Result<(), ConnectionsError> {
+        self.insert(user, id, expires_at, token_id);
         Ok(())
     }
     async fn remove(&self, user: UserId, id: &str) -> Result<(), ConnectionsError> {
@@ -79,10 +109,11 @@ impl Connections for FakeConnections {
     }
 }
 
-/// Records posts; answers per connection id as configured (default: delivered).
+/// Records posts and closes; answers per connection id as configured (default: done).
 #[derive(Default, Clone)]
 struct FakeGateway {
     posts: Arc<Mutex<Vec<(String, Value)>>>,
+    closed: Arc<Mutex<Vec<String>>>,
     answers: Arc<Mutex<HashMap<String, PostError>>>,
 }
 
@@ -110,6 +141,14 @@ impl PushGateway for FakeGateway {
         }
         let json: Value = serde_json::from_str(payload).expect("a JSON payload");
         self.posts.lock().unwrap().push((id.to_string(), json));
+        Ok(())
+    }
+
+    async fn disconnect(&self, id: &str) -> Result<(), PostError> {
+        if let Some(error) = self.answers.lock().unwrap().get(id) {
+            return Err(error.clone());
+        }
+        self.closed.lock().unwrap().push(id.to_string());
         Ok(())
     }
 }
@@ -213,11 +252,7 @@ async fn a_retryable_failure_reports_its_record_and_stops_the_batch_there() {
 #[tokio::test]
 async fn refused_posts_and_expired_connections_are_skipped_without_failing() {
     let connections = FakeConnections::with(&[(user(BOB), "bob-forbidden"), (user(CY), "cy-1")]);
-    connections
-        .0
-        .lock()
-        .unwrap()
-        .insert((user(CY), "cy-expired".into()), NOW - 1);
+    connections.insert(user(CY), "cy-expired", NOW - 1, Uuid::nil());
     let gateway = FakeGateway::default();
     gateway.answer(
         "bob-forbidden",
@@ -247,13 +282,67 @@ async fn nobody_connected_means_nothing_posted() {
     assert!(gateway.delivered().is_empty());
 }
 
+#[tokio::test]
+async fn a_revoked_tokens_connections_are_closed_and_forgotten_before_later_pushes() {
+    let revoked: Uuid = REVOKED_TOKEN.parse().unwrap();
+    let connections = FakeConnections::default();
+    connections.insert(user(BOB), "bob-revoked", NOW + 60, revoked);
+    connections.insert(user(BOB), "bob-gone", NOW + 60, revoked);
+    connections.insert(user(BOB), "bob-other-token", NOW + 60, Uuid::new_v4());
+    let gateway = FakeGateway::default();
+    gateway.answer("bob-gone", PostError::Gone);
+    let response = handle_notify_batch(
+        &notifier(&connections, &gateway),
+        stream_event(REVOCATION),
+        NOW,
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(*gateway.closed.lock().unwrap(), vec!["bob-revoked"]);
+    assert_eq!(
+        connections.ids(),
+        BTreeSet::from(["bob-other-token".to_string()])
+    );
+    // The delivery after the revocation reaches only the connection of Bob's other token.
+    assert_eq!(
+        gateway.delivered(),
+        vec![("bob-other-token".to_string(), m(1))]
+    );
+}
+
+#[tokio::test]
+async fn a_close_that_can_be_retried_reports_the_revocation_record() {
+    let revoked: Uuid = REVOKED_TOKEN.parse().unwrap();
+    let connections = FakeConnections::default();
+    connections.insert(user(BOB), "bob-throttled", NOW + 60, revoked);
+    let gateway = FakeGateway::default();
+    gateway.answer(
+        "bob-throttled",
+        PostError::Retryable("LimitExceededException".into()),
+    );
+    let event = stream_event(REVOCATION);
+    let sequence = sequence_numbers(&event);
+    let response = handle_notify_batch(&notifier(&connections, &gateway), event, NOW).await;
+    assert_eq!(stream_failures(&response), vec![Some(sequence[0].clone())]);
+    assert!(
+        gateway.delivered().is_empty(),
+        "nothing after the failed record"
+    );
+    assert_eq!(connections.ids().len(), 1, "kept until it is closed");
+}
+
+const GOOD_TOKEN_ID: &str = "70c1e000-0000-4000-8000-0000000000aa";
+
 struct FixedAuth;
 
 #[async_trait]
 impl Authenticator for FixedAuth {
-    async fn authenticate(&self, token: &str) -> Result<UserId, CommandError> {
+    async fn identify(&self, token: &str) -> Result<TokenIdentity, CommandError> {
         match token {
-            "good-token" => Ok(user(BOB)),
+            "good-token" => Ok(TokenIdentity {
+                user: user(BOB),
+                token_id: GOOD_TOKEN_ID.parse().unwrap(),
+            }),
             _ => Err(CommandError::Unauthenticated),
         }
     }
@@ -338,9 +427,10 @@ async fn connect_checks_the_token_and_records_the_connection_until_disconnect() 
         connections.connections_of(user(BOB), NOW).await.unwrap(),
         vec!["c1=", "c2="]
     );
+    // Recorded with the token's id, so that revoking that token closes it.
     assert_eq!(
         connections.0.lock().unwrap()[&(user(BOB), "c1=".to_string())],
-        NOW + CONNECTION_TTL_SECS
+        (NOW + CONNECTION_TTL_SECS, GOOD_TOKEN_ID.parse().unwrap())
     );
 
     let response = handle_connection_event(
