@@ -251,36 +251,18 @@ pub async fn handle_notify_batch(
                 continue;
             }
         };
-        let handled = match recorded.event {
-            Event::MessageDelivered {
-                message_id,
-                recipient,
-                sender,
-                receiver,
-                group_id,
-                text,
-                sent_at,
-            } => {
-                let payload = message_json(&MessageView {
-                    message_id,
-                    sender_id: sender,
-                    receiver_id: receiver,
-                    group_id,
-                    message: text,
-                    sent_at,
-                });
-                push(notifier, recipient, &payload, now)
-                    .await
-                    .map_err(|error| format!("pushing message {message_id}: {error}"))
-            }
-            Event::TokenRevoked { user_id, token_id } => {
-                close_token_connections(notifier, user_id, token_id, now)
-                    .await
-                    .map_err(|error| {
-                        format!("closing the connections of token {token_id}: {error}")
-                    })
-            }
-            _ => Ok(()),
+        let handled = if let Some((recipient, message)) = MessageView::of_delivery(&recorded.event)
+        {
+            let message_id = message.message_id;
+            push(notifier, recipient, &message_json(&message), now)
+                .await
+                .map_err(|error| format!("pushing message {message_id}: {error}"))
+        } else if let Event::TokenRevoked { user_id, token_id } = recorded.event {
+            close_token_connections(notifier, user_id, token_id, now)
+                .await
+                .map_err(|error| format!("closing the connections of token {token_id}: {error}"))
+        } else {
+            Ok(())
         };
         if let Err(error) = handled {
             tracing::warn!(
@@ -315,10 +297,7 @@ async fn close_token_connections(
         match notifier.gateway.disconnect(&connection_id).await {
             Ok(()) | Err(PostError::Gone) => {
                 tracing::info!(user_id = %user, %connection_id, "token revoked; connection closed");
-                if let Err(error) = notifier.connections.remove(user, &connection_id).await {
-                    // $disconnect or the TTL removes it anyway.
-                    tracing::warn!(%connection_id, %error, "forgetting a closed connection failed");
-                }
+                forget(notifier, user, &connection_id).await;
             }
             // Kept: a retry of the record would be refused the same way.
             Err(PostError::Permanent(error)) => {
@@ -330,6 +309,14 @@ async fn close_token_connections(
     match retry {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// Removes a closed connection from the table; a failure only leaves it to `$disconnect` or
+/// the TTL.
+async fn forget(notifier: &Notifier, user: UserId, connection_id: &str) {
+    if let Err(error) = notifier.connections.remove(user, connection_id).await {
+        tracing::warn!(%connection_id, %error, "forgetting a closed connection failed");
     }
 }
 
@@ -346,10 +333,7 @@ async fn push(notifier: &Notifier, user: UserId, payload: &str, now: i64) -> Res
             Ok(()) => {}
             Err(PostError::Gone) => {
                 tracing::debug!(%connection_id, "connection gone; forgetting it");
-                if let Err(error) = notifier.connections.remove(user, &connection_id).await {
-                    // Its TTL removes it anyway.
-                    tracing::warn!(%connection_id, %error, "forgetting a gone connection failed");
-                }
+                forget(notifier, user, &connection_id).await;
             }
             Err(PostError::Permanent(error)) => {
                 tracing::warn!(%connection_id, %error, "push refused; skipping the connection");

@@ -1,4 +1,4 @@
-use messaging_events::{GroupId, MessageId, RecordedEvent, Timestamp, UserId};
+use messaging_events::{Event, GroupId, MessageId, RecordedEvent, Timestamp, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A message as the GET endpoints show it.
@@ -21,6 +21,32 @@ pub struct MessageView {
 }
 
 impl MessageView {
+    /// The recipient of a `MessageDelivered` event and the message as they are shown it;
+    /// `None` for any other event.
+    pub fn of_delivery(event: &Event) -> Option<(UserId, MessageView)> {
+        let Event::MessageDelivered {
+            message_id,
+            recipient,
+            sender,
+            receiver,
+            group_id,
+            text,
+            sent_at,
+        } = event
+        else {
+            return None;
+        };
+        let message = MessageView {
+            message_id: *message_id,
+            sender_id: *sender,
+            receiver_id: *receiver,
+            group_id: *group_id,
+            message: text.clone(),
+            sent_at: *sent_at,
+        };
+        Some((*recipient, message))
+    }
+
     /// The history sort key: acceptance time, then id, so that one sender's messages keep their
     /// acceptance order (send times are monotonic per sender) and keys are unique.
     pub fn history_key(&self) -> String {

@@ -1,13 +1,37 @@
 use crate::ReadStoreError;
 use crate::{HistoryEntry, InboxEntry, MessageView, PendingWork, ReadModelChange, ReadStore};
-use messaging_events::{Event, RecordedEvent};
+use messaging_events::{Event, RecordedEvent, UserId};
 use std::sync::Arc;
+
+/// A delivery shows in the recipient's history and, at its inbox position, in the inbox.
+fn delivery_changes(
+    recipient: UserId,
+    message: MessageView,
+    position: u64,
+) -> Vec<ReadModelChange> {
+    vec![
+        ReadModelChange::HistoryEntry {
+            user: recipient,
+            entry: HistoryEntry {
+                sort_key: message.history_key(),
+                message: message.clone(),
+            },
+        },
+        ReadModelChange::InboxEntry {
+            user: recipient,
+            entry: InboxEntry { position, message },
+        },
+    ]
+}
 
 /// What one event changes in the read models. Pure: the same event always gives the same
 /// changes, and every change is idempotent, so duplicates and reordering are harmless.
 pub fn project(recorded: &RecordedEvent) -> Vec<ReadModelChange> {
     let version = recorded.version;
     match &recorded.event {
+        Event::MessageDelivered { .. } => MessageView::of_delivery(&recorded.event)
+            .map(|(recipient, message)| delivery_changes(recipient, message, version))
+            .unwrap_or_default(),
         Event::UserRegistered {
             user_id,
             display_name,
@@ -99,40 +123,6 @@ pub fn project(recorded: &RecordedEvent) -> Vec<ReadModelChange> {
                 sent_at: *sent_at,
             },
         ),
-        Event::MessageDelivered {
-            message_id,
-            recipient,
-            sender,
-            receiver,
-            group_id,
-            text,
-            sent_at,
-        } => {
-            let message = MessageView {
-                message_id: *message_id,
-                sender_id: *sender,
-                receiver_id: *receiver,
-                group_id: *group_id,
-                message: text.clone(),
-                sent_at: *sent_at,
-            };
-            vec![
-                ReadModelChange::HistoryEntry {
-                    user: *recipient,
-                    entry: HistoryEntry {
-                        sort_key: message.history_key(),
-                        message: message.clone(),
-                    },
-                },
-                ReadModelChange::InboxEntry {
-                    user: *recipient,
-                    entry: InboxEntry {
-                        position: version,
-                        message,
-                    },
-                },
-            ]
-        }
         Event::MessageDispatched { message_id, .. } | Event::MessageRejected { message_id, .. } => {
             vec![ReadModelChange::Settled {
                 message_id: *message_id,
