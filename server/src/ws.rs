@@ -15,8 +15,9 @@
 //! When the server stops, every connection gets a close frame with code 1001 ("going away").
 //!
 //! The token is checked again before every push and, while idle, every
-//! `MESSAGING_WS_RECHECK_SECS` ([`crate::Config::ws_recheck`]): once it is revoked the connection is closed with code 1008 ("policy violation") and pushes nothing
-//! more, as a revoked token's next request gets 401.
+//! `MESSAGING_WS_RECHECK_SECS` ([`crate::Config::ws_recheck`]): once it is revoked the
+//! connection is closed with code 1008 ("policy violation") and pushes nothing more, as a
+//! revoked token's next request gets 401.
 
 use crate::hub::{Hub, Subscription};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
