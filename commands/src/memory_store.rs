@@ -18,6 +18,8 @@ struct State {
     log: Vec<RecordedEvent>,
     /// Event reads (`read_stream`, `last_event`) per stream, for tests that count them.
     reads: BTreeMap<StreamId, usize>,
+    /// Appends refused because a stream had moved on, per stream.
+    conflicts: BTreeMap<StreamId, usize>,
 }
 
 /// Events in maps behind a mutex.
@@ -37,17 +39,27 @@ impl MemoryStore {
         let state = self.state.lock().expect("lock");
         state.reads.get(stream).copied().unwrap_or(0)
     }
+
+    /// How many appends were refused because `stream` had moved past their expected version.
+    pub fn conflicts_on(&self, stream: &StreamId) -> usize {
+        let state = self.state.lock().expect("lock");
+        state.conflicts.get(stream).copied().unwrap_or(0)
+    }
 }
 
 #[async_trait]
 impl EventStore for MemoryStore {
     async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
         request.validate()?;
+        // A real append is a round trip during which other tasks run: concurrent writers race
+        // here as they would against a real store.
+        tokio::task::yield_now().await;
         let mut state = self.state.lock().expect("lock");
         let version =
             |s: &State, stream: &StreamId| s.streams.get(stream).map_or(0, Vec::len) as u64;
         for append in &request.appends {
             if version(&state, &append.stream) != append.expected_version {
+                *state.conflicts.entry(append.stream.clone()).or_insert(0) += 1;
                 return Err(AppendError::Conflict {
                     stream: append.stream.clone(),
                 });

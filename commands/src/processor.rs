@@ -4,6 +4,7 @@
 
 use crate::decide::delivery::{decide_direct, decide_group, Delivery};
 use crate::decide::{BlockersState, GroupState};
+use crate::inbox_locks::InboxLocks;
 use messaging_events::{
     AppendError, AppendRequest, Claim, Event, EventStore, GroupId, MessageId, NewEvent,
     RecordedEvent, StoreError, StreamAppend, StreamId, Timestamp, UserId, WorkItem,
@@ -71,6 +72,8 @@ pub struct Processor {
     /// back over the previous message (two reads) for a sender whose last message this
     /// processor settled.
     settled_through: Arc<Mutex<HashMap<StreamId, u64>>>,
+    /// Turns deliveries to one inbox into a queue instead of a race (see `inbox_locks`).
+    inboxes: Arc<InboxLocks>,
 }
 
 impl Processor {
@@ -79,6 +82,7 @@ impl Processor {
         Self {
             store,
             settled_through: Arc::default(),
+            inboxes: Arc::default(),
         }
     }
 
@@ -354,6 +358,7 @@ impl Processor {
         }
         let inbox = StreamId::inbox(recipient);
         let outcome_stream = StreamId::message(message.message_id);
+        let _turn = self.inboxes.turn(recipient).await;
         for attempt in 0..MAX_ATTEMPTS {
             let position = self.store.stream_version(&inbox).await?;
             let mut appends = vec![StreamAppend {

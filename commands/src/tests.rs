@@ -242,6 +242,39 @@ async fn given_concurrent_duplicates_of_a_group_message_then_each_member_gets_it
     );
 }
 
+#[tokio::test]
+async fn given_two_group_messages_processed_at_once_then_their_deliveries_take_turns_per_inbox() {
+    let h = harness();
+    let (alice, bob) = (h.user().await, h.user().await);
+    let mut members = vec![bob];
+    for _ in 0..4 {
+        members.push(h.user().await);
+    }
+    let group = create_group(&h, alice, &members).await;
+    send_group(&h, alice, group, "from alice")
+        .await
+        .expect("accepted");
+    send_group(&h, bob, group, "from bob")
+        .await
+        .expect("accepted");
+    let items = h.group.drain();
+
+    let (first, second) =
+        tokio::join!(h.processor.handle(&items[0]), h.processor.handle(&items[1]));
+    first.and(second).expect("processed");
+
+    for member in &members[1..] {
+        let mut inbox = h.inbox(*member);
+        inbox.sort();
+        assert_eq!(inbox, vec!["from alice", "from bob"]);
+        assert_eq!(
+            h.store.conflicts_on(&StreamId::inbox(*member)),
+            0,
+            "two deliveries to one inbox raced for its next position"
+        );
+    }
+}
+
 async fn create_group(h: &Harness, admin: UserId, members: &[UserId]) -> GroupId {
     let body = CreateGroup {
         group_name: "friends".into(),
