@@ -32,13 +32,16 @@ pub(crate) struct InboxTurn<'a> {
 impl InboxLocks {
     /// Waits until no other delivery of this processor is under way to `user`'s inbox.
     pub(crate) async fn turn(&self, user: UserId) -> InboxTurn<'_> {
-        let slot = Arc::clone(self.lock_slots().entry(user).or_default());
-        let guard = slot.lock_owned().await;
-        InboxTurn {
+        // Made before the wait, so that a wait given up (a cancelled delivery) still forgets
+        // an inbox nobody else wants.
+        let mut turn = InboxTurn {
             locks: self,
             user,
-            guard: Some(guard),
-        }
+            guard: None,
+        };
+        let slot = Arc::clone(self.lock_slots().entry(user).or_default());
+        turn.guard = Some(slot.lock_owned().await);
+        turn
     }
 
     /// How many inboxes have a delivery under way or waiting.
@@ -97,6 +100,26 @@ mod tests {
             .expect("the second turn never began")
             .expect("the waiting task failed");
         assert_eq!(locks.len(), 0, "an idle inbox stayed in the map");
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_leaves_nothing_behind() {
+        let locks = Arc::new(InboxLocks::default());
+        let user = UserId::new_random();
+        let first = locks.turn(user).await;
+        let waiting = {
+            let locks = Arc::clone(&locks);
+            tokio::spawn(async move {
+                let _turn = locks.turn(user).await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The first turn ends while the other still waits, and the waiter is cancelled before
+        // it runs again: nobody is left to hold or want the inbox.
+        drop(first);
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(locks.len(), 0, "a cancelled wait kept its inbox in the map");
     }
 
     #[tokio::test]
