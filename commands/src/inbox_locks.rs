@@ -76,19 +76,26 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn a_second_delivery_to_one_inbox_waits_for_the_first() {
-        let locks = Arc::new(InboxLocks::default());
+    /// A turn held on one inbox, and a task that has been waiting 20 ms for the next one.
+    async fn held_and_waiting(
+        locks: &Arc<InboxLocks>,
+    ) -> (InboxTurn<'_>, tokio::task::JoinHandle<()>) {
         let user = UserId::new_random();
-        let first = locks.turn(user).await;
-
+        let held = locks.turn(user).await;
         let waiting = {
-            let locks = Arc::clone(&locks);
+            let locks = Arc::clone(locks);
             tokio::spawn(async move {
                 let _turn = locks.turn(user).await;
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
+        (held, waiting)
+    }
+
+    #[tokio::test]
+    async fn a_second_delivery_to_one_inbox_waits_for_the_first() {
+        let locks = Arc::new(InboxLocks::default());
+        let (first, waiting) = held_and_waiting(&locks).await;
         assert!(
             !waiting.is_finished(),
             "the second turn began before the first ended"
@@ -105,15 +112,7 @@ mod tests {
     #[tokio::test]
     async fn a_wait_given_up_leaves_nothing_behind() {
         let locks = Arc::new(InboxLocks::default());
-        let user = UserId::new_random();
-        let first = locks.turn(user).await;
-        let waiting = {
-            let locks = Arc::clone(&locks);
-            tokio::spawn(async move {
-                let _turn = locks.turn(user).await;
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (first, waiting) = held_and_waiting(&locks).await;
         // The first turn ends while the other still waits, and the waiter is cancelled before
         // it runs again: nobody is left to hold or want the inbox.
         drop(first);
