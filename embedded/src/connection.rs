@@ -87,3 +87,34 @@ fn migrate(conn: &Connection, path: &Path, schema: &Schema) -> Result<(), Embedd
     ))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    fn compile_options() -> Vec<String> {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        let mut statement = conn.prepare("PRAGMA compile_options").expect("prepare");
+        let options = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .expect("query")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows");
+        options
+    }
+
+    /// `.cargo/config.toml` builds SQLite without the process-wide page-cache lock; a build that
+    /// lost the setting (run from outside the workspace, a changed variable) would run but slower.
+    #[test]
+    fn sqlite_is_built_with_one_page_cache_per_connection_and_no_memory_statistics() {
+        let options = compile_options();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "SQLite built with ENABLE_MEMORY_MANAGEMENT: {options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "SQLite built with memory statistics: {options:?}"
+        );
+    }
+}
