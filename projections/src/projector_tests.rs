@@ -223,6 +223,16 @@ async fn projected(events: &[RecordedEvent]) -> (Arc<MemoryReadStore>, Tables) {
     (store, tables)
 }
 
+/// Like [`projected`], `size` events per batch.
+async fn projected_in_batches(events: &[RecordedEvent], size: usize) -> Tables {
+    let store = Arc::new(MemoryReadStore::default());
+    let projector = Projector::new(store.clone());
+    for batch in events.chunks(size) {
+        projector.handle(batch).await.expect("applies");
+    }
+    store.snapshot()
+}
+
 /// A deterministic shuffle (no randomness crate needed): a linear congruential generator.
 fn shuffled(events: &[RecordedEvent], seed: u64) -> Vec<RecordedEvent> {
     let mut out = events.to_vec();
@@ -279,6 +289,21 @@ async fn given_duplicated_and_reordered_events_then_the_read_models_are_the_same
         noisy.extend(shuffled(&w.log.events, seed + 1000).into_iter().take(10));
         let (_, got) = projected(&shuffled(&noisy, seed)).await;
         assert_eq!(got, expected, "seed {seed}");
+    }
+}
+
+#[tokio::test]
+async fn given_batches_of_any_size_then_the_read_models_are_those_of_one_event_at_a_time() {
+    let w = world();
+    for seed in 0..20 {
+        let mut noisy = w.log.events.clone();
+        noisy.extend(shuffled(&w.log.events, seed + 1000).into_iter().take(10));
+        let noisy = shuffled(&noisy, seed);
+        let (_, one_at_a_time) = projected(&noisy).await;
+        for size in [2, 3, 5, noisy.len()] {
+            let got = projected_in_batches(&noisy, size).await;
+            assert_eq!(got, one_at_a_time, "seed {seed}, batches of {size}");
+        }
     }
 }
 
