@@ -237,6 +237,10 @@ impl Processor {
 
     /// The sender's blockers as of the pinned version.
     async fn blockers(&self, sender: UserId, version: u64) -> Result<BlockersState, StoreError> {
+        // Most senders have never been blocked: version 0 pins the empty stream, nothing to read.
+        if version == 0 {
+            return Ok(BlockersState::default());
+        }
         let events = self
             .store
             .read_stream(&StreamId::blocks_of(sender), 0, Some(version))

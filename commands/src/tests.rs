@@ -679,3 +679,28 @@ async fn given_a_senders_message_settled_here_then_the_next_one_skips_the_walk_b
     assert_eq!(h.store.reads_of(&outbox), reads_before + 1);
     assert_eq!(h.inbox(b), vec!["1", "2", "3"]);
 }
+
+#[tokio::test]
+async fn given_a_sender_nobody_blocks_then_delivery_reads_no_blocks() {
+    let h = harness();
+    let (a, b, c) = (h.user().await, h.user().await, h.user().await);
+    let blocks = StreamId::blocks_of(a);
+    h.send(a, b, "never blocked").await;
+    let reads_before = h.store.reads_of(&blocks);
+    h.processor
+        .handle(&h.direct.drain().remove(0))
+        .await
+        .expect("delivered");
+    assert_eq!(h.store.reads_of(&blocks), reads_before);
+
+    // Once blocked (by somebody else), the pinned blocks are read and honoured.
+    h.block(c, a).await;
+    h.send(a, b, "still delivered").await;
+    let reads_before = h.store.reads_of(&blocks);
+    h.processor
+        .handle(&h.direct.drain().remove(0))
+        .await
+        .expect("delivered");
+    assert_eq!(h.store.reads_of(&blocks), reads_before + 1);
+    assert_eq!(h.inbox(b), vec!["never blocked", "still delivered"]);
+}
