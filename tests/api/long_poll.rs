@@ -102,11 +102,17 @@ async fn a_long_poll_times_out_with_an_empty_list_and_the_cursor_unchanged() {
         "a 1 s long poll took {took:?}"
     );
 
-    // wait=0 is an ordinary poll.
+    // wait=0 is an ordinary poll. On moto an ordinary poll can itself take a second while
+    // neighbouring tests load it (seen once in CI); the embedded run holds the tight bound.
     let started = Instant::now();
     let (resp, _) = long_poll(&srv, &bob, "0").await;
     assert!(messages(&resp).is_empty());
-    assert!(started.elapsed() < Duration::from_millis(900));
+    let bound = if backend_is_dynamodb() { 5_000 } else { 900 };
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(bound),
+        "a wait=0 poll took {took:?}"
+    );
 
     // Nothing was lost or moved: a message sent now is still returned.
     let id = srv.send(&alice, &bob.id, "after the timeout").await;
