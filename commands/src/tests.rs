@@ -687,20 +687,14 @@ async fn given_a_sender_nobody_blocks_then_delivery_reads_no_blocks() {
     let blocks = StreamId::blocks_of(a);
     h.send(a, b, "never blocked").await;
     let reads_before = h.store.reads_of(&blocks);
-    h.processor
-        .handle(&h.direct.drain().remove(0))
-        .await
-        .expect("delivered");
+    h.process_all().await;
     assert_eq!(h.store.reads_of(&blocks), reads_before);
 
     // Once blocked (by somebody else), the pinned blocks are read and honoured.
     h.block(c, a).await;
     h.send(a, b, "still delivered").await;
     let reads_before = h.store.reads_of(&blocks);
-    h.processor
-        .handle(&h.direct.drain().remove(0))
-        .await
-        .expect("delivered");
+    h.process_all().await;
     assert_eq!(h.store.reads_of(&blocks), reads_before + 1);
     assert_eq!(h.inbox(b), vec!["never blocked", "still delivered"]);
 }
