@@ -6,6 +6,7 @@ mod decide;
 mod error;
 mod handlers;
 mod idempotency;
+mod inbox_ends;
 mod inbox_locks;
 mod processor;
 mod requests;

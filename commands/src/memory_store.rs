@@ -20,6 +20,8 @@ struct State {
     reads: BTreeMap<StreamId, usize>,
     /// Appends refused because a stream had moved on, per stream.
     conflicts: BTreeMap<StreamId, usize>,
+    /// `get_claim` calls.
+    claim_reads: usize,
 }
 
 /// Events in maps behind a mutex.
@@ -38,6 +40,11 @@ impl MemoryStore {
     pub fn reads_of(&self, stream: &StreamId) -> usize {
         let state = self.state.lock().expect("lock");
         state.reads.get(stream).copied().unwrap_or(0)
+    }
+
+    /// How many times a claim was read (`get_claim`).
+    pub fn claim_reads(&self) -> usize {
+        self.state.lock().expect("lock").claim_reads
     }
 
     /// How many appends were refused because `stream` had moved past their expected version.
@@ -135,7 +142,9 @@ impl EventStore for MemoryStore {
     }
 
     async fn get_claim(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        Ok(self.state.lock().expect("lock").claims.get(key).cloned())
+        let mut state = self.state.lock().expect("lock");
+        state.claim_reads += 1;
+        Ok(state.claims.get(key).cloned())
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::decide::delivery::{decide_direct, decide_group, Delivery};
 use crate::decide::{BlockersState, GroupState};
+use crate::inbox_ends::InboxEnds;
 use crate::inbox_locks::InboxLocks;
 use messaging_events::{
     AppendError, AppendRequest, Claim, Event, EventStore, GroupId, MessageId, NewEvent,
@@ -74,6 +75,8 @@ pub struct Processor {
     settled_through: Arc<Mutex<HashMap<StreamId, u64>>>,
     /// Turns deliveries to one inbox into a queue instead of a race (see `inbox_locks`).
     inboxes: Arc<InboxLocks>,
+    /// Where inboxes end, when this processor is their only writer (see `inbox_ends`).
+    inbox_ends: Arc<InboxEnds>,
 }
 
 impl Processor {
@@ -83,6 +86,17 @@ impl Processor {
             store,
             settled_through: Arc::default(),
             inboxes: Arc::default(),
+            inbox_ends: Arc::default(),
+        }
+    }
+
+    /// The same processor remembering where each inbox ends after its own appends, for a
+    /// driver whose processor is the only writer of inboxes: a delivery then reads no inbox
+    /// end, and a stale one costs a refused append (see `inbox_ends`).
+    pub fn remembering_inbox_ends(self) -> Self {
+        Self {
+            inbox_ends: Arc::new(InboxEnds::remembered()),
+            ..self
         }
     }
 
@@ -94,7 +108,11 @@ impl Processor {
             | Event::GroupMessageSent { message_id, .. } => *message_id,
             other => return Err(ProcessError::NotAMessage(other.type_name().into())),
         };
-        if self.settled(message_id).await? {
+        // A direct message's outcome is appended with its delivery, by a write that fails once
+        // the outcome exists: a redelivery adds nothing without this read. A group message's
+        // deliveries come before its outcome, and the read spares a redelivery all of them.
+        let is_group = matches!(sent.event, Event::GroupMessageSent { .. });
+        if is_group && self.settled(message_id).await? {
             return Ok(());
         }
         // One sender's messages reach every inbox in acceptance order, even when an earlier
@@ -353,18 +371,25 @@ impl Processor {
         outcome: Option<Event>,
     ) -> Result<(), ProcessError> {
         let claim_key = format!("delivery:{}:{}", message.message_id, recipient);
-        // Work half done by a build that recorded the delivery and the outcome apart.
-        if self.store.get_claim(&claim_key).await?.is_some() {
-            return match outcome {
-                Some(outcome) => self.record_outcome(message.message_id, outcome).await,
-                None => Ok(()),
-            };
+        // Work half done by a build that recorded a direct message's delivery and outcome
+        // apart. A delivery without an outcome needs no such read: its append takes the claim,
+        // and a claim already taken refuses the append.
+        if let Some(outcome) = &outcome {
+            if self.store.get_claim(&claim_key).await?.is_some() {
+                return self
+                    .record_outcome(message.message_id, outcome.clone())
+                    .await;
+            }
         }
         let inbox = StreamId::inbox(recipient);
         let outcome_stream = StreamId::message(message.message_id);
         let _turn = self.inboxes.turn(recipient).await;
         for attempt in 0..MAX_ATTEMPTS {
-            let position = self.store.stream_version(&inbox).await?;
+            let remembered = self.inbox_ends.get(recipient);
+            let position = match remembered {
+                Some(end) => end,
+                None => self.store.stream_version(&inbox).await?,
+            };
             let mut appends = vec![StreamAppend {
                 stream: inbox.clone(),
                 expected_version: position,
@@ -397,19 +422,31 @@ impl Processor {
             };
             match self.store.append(request).await {
                 Ok(_) => {
+                    self.inbox_ends.set(recipient, position + 1);
                     tracing::debug!(message_id = %message.message_id, recipient_id = %recipient, position = position + 1, "delivered");
                     return Ok(());
                 }
+                // Delivered before (a redelivery, a concurrent duplicate): nothing was written.
                 Err(AppendError::ClaimTaken { .. }) => return Ok(()),
                 // A concurrent duplicate delivered it and recorded the outcome first.
                 Err(AppendError::Conflict { stream }) if stream == outcome_stream => return Ok(()),
+                // Another process delivered since this one remembered the end: no race to
+                // spread out, read the end and try again.
+                Err(AppendError::Conflict { .. }) if remembered.is_some() => {
+                    self.inbox_ends.forget(recipient);
+                    continue;
+                }
                 Err(AppendError::Conflict { .. }) => {
                     // Spread concurrent deliveries to one inbox instead of colliding again.
                     let micros = rand::random_range(0..1_000 * (attempt as u64 + 1).min(20));
                     tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
                     continue;
                 }
-                Err(other) => return Err(ProcessError::Append(other)),
+                // The append may or may not have happened: where the inbox ends is unknown.
+                Err(other) => {
+                    self.inbox_ends.forget(recipient);
+                    return Err(ProcessError::Append(other));
+                }
             }
         }
         Err(ProcessError::Contended(inbox))

@@ -5,8 +5,8 @@ use crate::memory_store::{MemoryQueue, MemoryStore};
 use crate::*;
 use async_trait::async_trait;
 use messaging_events::{
-    AppendRequest, Claim, Event, EventStore, GroupId, Limits, NewEvent, RejectionReason, StreamId,
-    SystemClock, Timestamp, UserId, WorkItem,
+    AppendRequest, Claim, Event, EventStore, GroupId, Limits, MessageId, NewEvent, RejectionReason,
+    StreamId, SystemClock, Timestamp, UserId, WorkItem,
 };
 use messaging_projections::{
     HistoryEntry, InboxEntry, PendingWork, ReadModelChange, ReadStore, ReadStoreError,
@@ -697,4 +697,148 @@ async fn given_a_sender_nobody_blocks_then_delivery_reads_no_blocks() {
     h.process_all().await;
     assert_eq!(h.store.reads_of(&blocks), reads_before + 1);
     assert_eq!(h.inbox(b), vec!["never blocked", "still delivered"]);
+}
+
+#[tokio::test]
+async fn given_a_direct_message_then_its_first_delivery_reads_neither_its_outcome_nor_claims_beyond_one(
+) {
+    let h = harness();
+    let (a, b) = (h.user().await, h.user().await);
+    let message_id = h.send(a, b, "hi").await;
+    let outcome = StreamId::message(MessageId::parse(&message_id).expect("an id"));
+    let claim_reads = h.store.claim_reads();
+
+    h.process_all().await;
+
+    // The outcome is appended with the delivery by a write that fails once it exists, so the
+    // first processing does not read it; the one claim read is the check for half-done work.
+    assert_eq!(h.store.reads_of(&outcome), 0);
+    assert_eq!(h.store.claim_reads(), claim_reads + 1);
+    assert_eq!(h.inbox(b), vec!["hi"]);
+}
+
+#[tokio::test]
+async fn given_a_group_message_then_its_deliveries_read_no_claims_and_skip_members_already_served()
+{
+    let h = harness();
+    let (admin, m1, m2, m3) = (
+        h.user().await,
+        h.user().await,
+        h.user().await,
+        h.user().await,
+    );
+    let group = create_group(&h, admin, &[m1, m2, m3]).await;
+    let accepted = send_group(&h, admin, group, "hey").await.expect("accepted");
+    let item = h.group.drain().remove(0);
+    let Event::GroupMessageSent {
+        message_id,
+        sender,
+        text,
+        sent_at,
+        ..
+    } = item.sent.event.clone()
+    else {
+        panic!("a group message");
+    };
+    assert_eq!(message_id.to_string(), accepted.message_id);
+    // What a processing cut off after its first delivery leaves: m1 served, no outcome.
+    let delivered = Event::MessageDelivered {
+        message_id,
+        recipient: m1,
+        sender,
+        receiver: None,
+        group_id: Some(group),
+        text,
+        sent_at,
+    };
+    let mut request = AppendRequest::single(StreamId::inbox(m1), 0, vec![NewEvent::new(delivered)]);
+    request.claims.push(Claim {
+        key: format!("delivery:{message_id}:{m1}"),
+        value: serde_json::json!({ "position": 1 }),
+    });
+    h.store.append(request).await.expect("first delivery");
+    let claim_reads = h.store.claim_reads();
+
+    h.processor.handle(&item).await.expect("processed");
+    h.processor.handle(&item).await.expect("redelivered");
+
+    assert_eq!(
+        h.store.claim_reads(),
+        claim_reads,
+        "a delivery read a claim"
+    );
+    for member in [m1, m2, m3] {
+        assert_eq!(h.inbox(member), vec!["hey"]);
+    }
+    assert_eq!(h.count(|e| matches!(e, Event::MessageDispatched { .. })), 1);
+}
+
+#[tokio::test]
+async fn given_a_processor_remembering_inbox_ends_then_it_reads_an_end_only_when_it_does_not_know_it(
+) {
+    let h = harness();
+    let remembering = Processor::new(h.store.clone()).remembering_inbox_ends();
+    let (a, b, c) = (h.user().await, h.user().await, h.user().await);
+    let inbox = StreamId::inbox(b);
+    h.send(a, b, "1").await;
+    h.send(a, b, "2").await;
+    let reads_before = h.store.reads_of(&inbox);
+    for item in h.direct.drain() {
+        remembering.handle(&item).await.expect("processed");
+    }
+    assert_eq!(
+        h.store.reads_of(&inbox),
+        reads_before + 1,
+        "the second delivery read the end"
+    );
+
+    // Another process delivers to the same inbox: the remembered end is stale.
+    h.send(c, b, "3").await;
+    h.process_all().await;
+    h.send(a, b, "4").await;
+    let (reads_before, conflicts_before) = (h.store.reads_of(&inbox), h.store.conflicts_on(&inbox));
+    for item in h.direct.drain() {
+        remembering.handle(&item).await.expect("processed");
+    }
+    assert_eq!(h.store.conflicts_on(&inbox), conflicts_before + 1);
+    assert_eq!(h.store.reads_of(&inbox), reads_before + 1);
+    assert_eq!(h.inbox(b), vec!["1", "2", "3", "4"]);
+}
+
+#[tokio::test]
+async fn given_a_processor_remembering_inbox_ends_then_concurrent_duplicates_still_deliver_once() {
+    let h = harness();
+    let remembering = Processor::new(h.store.clone()).remembering_inbox_ends();
+    let (admin, m1, m2) = (h.user().await, h.user().await, h.user().await);
+    let group = create_group(&h, admin, &[m1, m2]).await;
+    h.send(admin, m1, "direct").await;
+    send_group(&h, admin, group, "group")
+        .await
+        .expect("accepted");
+    let items: Vec<WorkItem> = h
+        .direct
+        .drain()
+        .into_iter()
+        .chain(h.group.drain())
+        .collect();
+    for _ in 0..2 {
+        let (x, y) = tokio::join!(
+            async {
+                for item in &items {
+                    remembering.handle(item).await?;
+                }
+                Ok::<(), ProcessError>(())
+            },
+            async {
+                for item in items.iter().rev() {
+                    remembering.handle(item).await?;
+                }
+                Ok(())
+            }
+        );
+        x.and(y).expect("processed");
+    }
+    assert_eq!(h.inbox(m1), vec!["direct", "group"]);
+    assert_eq!(h.inbox(m2), vec!["group"]);
+    assert_eq!(h.count(|e| matches!(e, Event::MessageDispatched { .. })), 2);
 }

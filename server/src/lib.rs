@@ -287,7 +287,9 @@ pub fn worker_deps(
         projector: Projector::new(read.clone()),
         direct_enqueued: embedded.direct_queue.enqueued(),
         group_enqueued: embedded.group_queue.enqueued(),
-        processor: Arc::new(Processor::new(store)),
+        // Normally the only writer of its inboxes (one server per data directory); a stale end
+        // would cost a refused append, never a wrong delivery.
+        processor: Arc::new(Processor::new(store).remembering_inbox_ends()),
         sweeper: Arc::new(Sweeper::new(
             read,
             direct_queue.clone(),

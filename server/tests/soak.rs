@@ -125,7 +125,9 @@ fn embedded_system(dir: &std::path::Path, schedule: Arc<Schedule>) -> System {
         direct_enqueued: embedded.direct_queue.enqueued(),
         group_queue: group.clone(),
         group_enqueued: embedded.group_queue.enqueued(),
-        processor: Arc::new(Processor::new(store.clone())),
+        // As the server runs it (`worker_deps`); the faulty store makes its remembered inbox
+        // ends face ambiguous appends.
+        processor: Arc::new(Processor::new(store.clone()).remembering_inbox_ends()),
         sweeper: Arc::new(Sweeper::new(read.clone(), direct.clone(), group.clone())),
         started_at: clock.now(),
         clock,
