@@ -199,8 +199,8 @@ pub async fn read_model_snapshot(store: &Store) -> Value {
     })
 }
 
-/// An event store that is unavailable for reads of one stream while `failing` is set (a
-/// throttled partition, say); everything else goes to the real store.
+/// An event store that is unavailable for reads of and appends to one stream while `failing`
+/// is set (a throttled partition, say); everything else goes to the real store.
 pub struct UnavailableStream {
     pub inner: Arc<dyn EventStore>,
     pub stream: StreamId,
@@ -227,6 +227,9 @@ impl UnavailableStream {
 #[async_trait]
 impl EventStore for UnavailableStream {
     async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
+        for append in &request.appends {
+            self.check(&append.stream).map_err(AppendError::Store)?;
+        }
         self.inner.append(request).await
     }
 
