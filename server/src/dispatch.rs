@@ -4,6 +4,7 @@
 //! but one checkpoint per batch. What fails here is handed to the durable queue, whose loop
 //! retries it with a queue's hold-back and dead-letter rules, and the checkpoint moves past it.
 
+use crate::lag;
 use crate::workers::{idle, is_stopping, pause, process_batch, Backoff};
 use messaging_commands::Processor;
 use messaging_events::{ChangeFeed, Event, FeedRecord, QueueMessage, WorkItem, WorkQueue};
@@ -81,6 +82,7 @@ impl Dispatcher {
     /// delivery per member: processed here, one to many members would hold back every direct
     /// message behind it, and their queue costs little next to their deliveries.
     async fn dispatch(&self, records: Vec<FeedRecord>, last: u64) -> Result<(), DispatchError> {
+        let (count, oldest) = (records.len(), lag::oldest(records.iter().map(|r| &r.event)));
         let (group, direct): (Vec<QueueMessage>, Vec<QueueMessage>) = as_work(records)
             .into_iter()
             .partition(|message| matches!(message.item.sent.event, Event::GroupMessageSent { .. }));
@@ -100,6 +102,11 @@ impl Dispatcher {
             }
         }
         self.feed.commit(DISPATCHER_CONSUMER, last).await?;
+        tracing::debug!(
+            sends = count,
+            behind_ms = lag::ms_since(oldest),
+            "dispatched a feed batch"
+        );
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ mod aws_workers;
 mod config;
 mod dispatch;
 mod hub;
+mod lag;
 mod replay;
 mod state;
 mod workers;

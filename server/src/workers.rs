@@ -4,6 +4,7 @@
 //! `dispatch.rs`; the queues then carry only retries and sweeps).
 
 use crate::dispatch::Dispatcher;
+use crate::lag;
 use messaging_commands::{Processor, Sweeper};
 use messaging_events::{
     ChangeFeed, Clock, Event, QueueMessage, RecordedEvent, Timestamp, UserId, WorkQueue,
@@ -252,7 +253,14 @@ async fn project_loop(
             continue;
         }
         match feed.commit(PROJECTOR_CONSUMER, last).await {
-            Ok(()) => backoff.reset(),
+            Ok(()) => {
+                backoff.reset();
+                tracing::debug!(
+                    events = events.len(),
+                    behind_ms = lag::ms_since(lag::oldest(&events)),
+                    "projected a feed batch"
+                );
+            }
             Err(error) => {
                 tracing::warn!(%error, position = last, "committing the feed checkpoint failed");
                 if !pause(backoff.next(), &mut stop).await {
@@ -298,9 +306,19 @@ async fn process_loop(
             continue;
         }
 
+        let (count, oldest) = (
+            messages.len(),
+            lag::oldest(messages.iter().map(|m| &m.item.sent)),
+        );
         let settled = process_batch(queue_name, &processor, messages)
             .await
             .settled;
+        tracing::debug!(
+            queue = queue_name,
+            messages = count,
+            behind_ms = lag::ms_since(oldest),
+            "processed a queue batch"
+        );
         if !settled.is_empty() {
             if let Err(error) = queue.ack(settled).await {
                 // Redelivery is harmless: the processor is idempotent.
