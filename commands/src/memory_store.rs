@@ -22,6 +22,9 @@ struct State {
     conflicts: BTreeMap<StreamId, usize>,
     /// `get_claim` calls.
     claim_reads: usize,
+    /// Appends under way, and the most there ever were at once.
+    appending: usize,
+    most_appending: usize,
 }
 
 /// Events in maps behind a mutex.
@@ -47,6 +50,11 @@ impl MemoryStore {
         self.state.lock().expect("lock").claim_reads
     }
 
+    /// The most appends that were ever under way at once.
+    pub fn most_concurrent_appends(&self) -> usize {
+        self.state.lock().expect("lock").most_appending
+    }
+
     /// How many appends were refused because `stream` had moved past their expected version.
     pub fn conflicts_on(&self, stream: &StreamId) -> usize {
         let state = self.state.lock().expect("lock");
@@ -58,10 +66,16 @@ impl MemoryStore {
 impl EventStore for MemoryStore {
     async fn append(&self, request: AppendRequest) -> Result<Vec<RecordedEvent>, AppendError> {
         request.validate()?;
+        {
+            let mut state = self.state.lock().expect("lock");
+            state.appending += 1;
+            state.most_appending = state.most_appending.max(state.appending);
+        }
         // A real append is a round trip during which other tasks run: concurrent writers race
         // here as they would against a real store.
         tokio::task::yield_now().await;
         let mut state = self.state.lock().expect("lock");
+        state.appending -= 1;
         let version =
             |s: &State, stream: &StreamId| s.streams.get(stream).map_or(0, Vec::len) as u64;
         for append in &request.appends {

@@ -17,9 +17,10 @@ use tracing::Instrument;
 
 /// How often one delivery re-reads an inbox after losing a race for its next position.
 const MAX_ATTEMPTS: usize = 32;
-/// How many recipients of one message are delivered to at a time. Each recipient has an inbox
-/// of its own, so these appends never race each other; a group message to 1,000 members takes
-/// 1,000 / `DELIVERY_CONCURRENCY` round trips instead of 1,000.
+/// How many recipients of one message are delivered to at a time, unless the driver chooses
+/// (`Processor::delivering_at_once`). Each recipient has an inbox of its own, so these appends
+/// never race each other; a group message to 1,000 members takes 1,000 / `DELIVERY_CONCURRENCY`
+/// round trips instead of 1,000. Sixteen requests in flight suit a Lambda function of 128 MB.
 const DELIVERY_CONCURRENCY: usize = 16;
 /// Most unsettled earlier messages of one sender a delivery settles first; beyond, it fails
 /// (and is retried) rather than holding one invocation for long.
@@ -77,6 +78,8 @@ pub struct Processor {
     inboxes: Arc<InboxLocks>,
     /// Where inboxes end, when this processor is their only writer (see `inbox_ends`).
     inbox_ends: Arc<InboxEnds>,
+    /// How many recipients of one message are delivered to at a time.
+    delivery_concurrency: usize,
 }
 
 impl Processor {
@@ -87,6 +90,17 @@ impl Processor {
             settled_through: Arc::default(),
             inboxes: Arc::default(),
             inbox_ends: Arc::default(),
+            delivery_concurrency: DELIVERY_CONCURRENCY,
+        }
+    }
+
+    /// The same processor delivering to up to `recipients` members of a group at a time (at
+    /// least one), for a store that commits concurrent appends together: there, each round of
+    /// deliveries waits for a commit, and fewer, larger rounds finish a group message sooner.
+    pub fn delivering_at_once(self, recipients: usize) -> Self {
+        Self {
+            delivery_concurrency: recipients.max(1),
+            ..self
         }
     }
 
@@ -313,7 +327,7 @@ impl Processor {
         }
     }
 
-    /// Delivers to every recipient, [`DELIVERY_CONCURRENCY`] at a time. On the first failure it
+    /// Delivers to every recipient, `delivery_concurrency` at a time. On the first failure it
     /// starts no more deliveries, waits for those under way and returns that failure (the
     /// redelivered item skips the recipients that already have the message).
     async fn deliver_all(
@@ -328,7 +342,7 @@ impl Processor {
         let mut running = tokio::task::JoinSet::new();
         let mut failure = None;
         loop {
-            while failure.is_none() && running.len() < DELIVERY_CONCURRENCY {
+            while failure.is_none() && running.len() < self.delivery_concurrency {
                 let Some(recipient) = pending.next() else {
                     break;
                 };

@@ -842,3 +842,31 @@ async fn given_a_processor_remembering_inbox_ends_then_concurrent_duplicates_sti
     assert_eq!(h.inbox(m2), vec!["group"]);
     assert_eq!(h.count(|e| matches!(e, Event::MessageDispatched { .. })), 2);
 }
+
+#[tokio::test]
+async fn a_group_message_is_delivered_to_as_many_members_at_once_as_the_processor_allows() {
+    for (chosen, expected) in [(None, 16), (Some(20), 20), (Some(5), 5)] {
+        let h = harness();
+        let admin = h.user().await;
+        let mut members = Vec::new();
+        for _ in 0..24 {
+            members.push(h.user().await);
+        }
+        let group = create_group(&h, admin, &members).await;
+        send_group(&h, admin, group, "all").await.expect("accepted");
+        let item = h.group.drain().remove(0);
+        let processor = match chosen {
+            None => Processor::new(h.store.clone()),
+            Some(at_once) => Processor::new(h.store.clone()).delivering_at_once(at_once),
+        };
+        let before = h.store.most_concurrent_appends();
+        assert_eq!(before, 1, "the setup appends one at a time");
+
+        processor.handle(&item).await.expect("processed");
+
+        assert_eq!(h.store.most_concurrent_appends(), expected);
+        for member in &members {
+            assert_eq!(h.inbox(*member), vec!["all"]);
+        }
+    }
+}

@@ -42,6 +42,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// How many members of a group the local processor delivers to at a time: the events writer
+/// commits concurrent appends together, so a group of 100 takes one round of commits instead
+/// of seven (the queue stage's p50 lag at 2,000 mixed operations per second went from 32 to
+/// 17 ms).
+const LOCAL_DELIVERY_CONCURRENCY: usize = 100;
+
 /// Serves the API and runs the background loops until `shutdown` resolves, then lets in-flight
 /// requests finish, stops the loops and returns.
 pub async fn run(
@@ -290,7 +296,11 @@ pub fn worker_deps(
         group_enqueued: embedded.group_queue.enqueued(),
         // Normally the only writer of its inboxes (one server per data directory); a stale end
         // would cost a refused append, never a wrong delivery.
-        processor: Arc::new(Processor::new(store).remembering_inbox_ends()),
+        processor: Arc::new(
+            Processor::new(store)
+                .remembering_inbox_ends()
+                .delivering_at_once(LOCAL_DELIVERY_CONCURRENCY),
+        ),
         sweeper: Arc::new(Sweeper::new(
             read,
             direct_queue.clone(),
