@@ -145,6 +145,48 @@ impl Harness {
             .collect()
     }
 
+    /// Appends `item`'s delivery to `recipient` with its de-duplication claim and no outcome:
+    /// what a processing cut off after that delivery, or an older build, leaves behind.
+    async fn deliver_by_hand(&self, item: &WorkItem, recipient: UserId) {
+        let (message_id, sender, receiver, group_id, text, sent_at) = match item.sent.event.clone()
+        {
+            Event::DirectMessageSent {
+                message_id,
+                sender,
+                receiver,
+                text,
+                sent_at,
+                ..
+            } => (message_id, sender, Some(receiver), None, text, sent_at),
+            Event::GroupMessageSent {
+                message_id,
+                sender,
+                group_id,
+                text,
+                sent_at,
+                ..
+            } => (message_id, sender, None, Some(group_id), text, sent_at),
+            other => panic!("not a message: {other:?}"),
+        };
+        let delivered = Event::MessageDelivered {
+            message_id,
+            recipient,
+            sender,
+            receiver,
+            group_id,
+            text,
+            sent_at,
+        };
+        let inbox = StreamId::inbox(recipient);
+        let position = self.store.stream_version(&inbox).await.expect("readable");
+        let mut request = AppendRequest::single(inbox, position, vec![NewEvent::new(delivered)]);
+        request.claims.push(Claim {
+            key: format!("delivery:{message_id}:{recipient}"),
+            value: serde_json::json!({ "position": position + 1 }),
+        });
+        self.store.append(request).await.expect("delivered by hand");
+    }
+
     fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
         self.store.log().iter().filter(|e| pred(&e.event)).count()
     }
@@ -598,33 +640,9 @@ async fn given_a_delivery_recorded_without_its_outcome_then_only_the_outcome_is_
     // What a build that appended a direct message's delivery and outcome apart could leave.
     let h = harness();
     let (a, b) = (h.user().await, h.user().await);
-    let message_id = h.send(a, b, "half done").await;
+    h.send(a, b, "half done").await;
     let item = h.direct.drain().remove(0);
-    let Event::DirectMessageSent {
-        message_id: id,
-        sender,
-        text,
-        sent_at,
-        ..
-    } = item.sent.event.clone()
-    else {
-        panic!("a direct message");
-    };
-    let delivered = Event::MessageDelivered {
-        message_id: id,
-        recipient: b,
-        sender,
-        receiver: Some(b),
-        group_id: None,
-        text,
-        sent_at,
-    };
-    let mut request = AppendRequest::single(StreamId::inbox(b), 0, vec![NewEvent::new(delivered)]);
-    request.claims.push(Claim {
-        key: format!("delivery:{message_id}:{b}"),
-        value: serde_json::json!({ "position": 1 }),
-    });
-    h.store.append(request).await.expect("half done");
+    h.deliver_by_hand(&item, b).await;
 
     h.processor.handle(&item).await.expect("finished");
 
@@ -728,35 +746,10 @@ async fn given_a_group_message_then_its_deliveries_read_no_claims_and_skip_membe
         h.user().await,
     );
     let group = create_group(&h, admin, &[m1, m2, m3]).await;
-    let accepted = send_group(&h, admin, group, "hey").await.expect("accepted");
+    send_group(&h, admin, group, "hey").await.expect("accepted");
     let item = h.group.drain().remove(0);
-    let Event::GroupMessageSent {
-        message_id,
-        sender,
-        text,
-        sent_at,
-        ..
-    } = item.sent.event.clone()
-    else {
-        panic!("a group message");
-    };
-    assert_eq!(message_id.to_string(), accepted.message_id);
     // What a processing cut off after its first delivery leaves: m1 served, no outcome.
-    let delivered = Event::MessageDelivered {
-        message_id,
-        recipient: m1,
-        sender,
-        receiver: None,
-        group_id: Some(group),
-        text,
-        sent_at,
-    };
-    let mut request = AppendRequest::single(StreamId::inbox(m1), 0, vec![NewEvent::new(delivered)]);
-    request.claims.push(Claim {
-        key: format!("delivery:{message_id}:{m1}"),
-        value: serde_json::json!({ "position": 1 }),
-    });
-    h.store.append(request).await.expect("first delivery");
+    h.deliver_by_hand(&item, m1).await;
     let claim_reads = h.store.claim_reads();
 
     h.processor.handle(&item).await.expect("processed");
