@@ -20,7 +20,7 @@ const MAX_ATTEMPTS: usize = 32;
 /// How many recipients of one message are delivered to at a time, unless the driver chooses
 /// (`Processor::delivering_at_once`). Each recipient has an inbox of its own, so these appends
 /// never race each other; a group message to 1,000 members takes 1,000 / `DELIVERY_CONCURRENCY`
-/// round trips instead of 1,000. Sixteen requests in flight suit a Lambda function of 128 MB.
+/// round trips instead of 1,000. Lambda keeps sixteen; more in flight was never measured there.
 const DELIVERY_CONCURRENCY: usize = 16;
 /// Most unsettled earlier messages of one sender a delivery settles first; beyond, it fails
 /// (and is retried) rather than holding one invocation for long.

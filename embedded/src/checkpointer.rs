@@ -33,6 +33,7 @@ impl Checkpointer {
         let conn = open_checkpointer(path)?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = Arc::clone(&stop);
+        let file = name.to_string();
         let thread = std::thread::Builder::new()
             .name(format!("sqlite-ckpt-{name}"))
             .spawn(move || {
@@ -45,8 +46,17 @@ impl Checkpointer {
                         .0;
                     // A busy or failed checkpoint is harmless: the log keeps every commit and
                     // the next round copies it.
-                    if let Err(error) = checkpoint(&conn, RESTART_FRAMES) {
-                        tracing::debug!(%error, "checkpoint did not run");
+                    let started = std::time::Instant::now();
+                    match checkpoint(&conn, RESTART_FRAMES) {
+                        // Its duration, to set beside the stages' lag (README, "Operating it").
+                        Ok(Pass { frames, restarted }) => tracing::debug!(
+                            file,
+                            frames,
+                            restarted,
+                            ms = started.elapsed().as_secs_f64() * 1_000.0,
+                            "checkpointed"
+                        ),
+                        Err(error) => tracing::debug!(file, %error, "checkpoint did not run"),
                     }
                 }
             })
@@ -66,18 +76,34 @@ impl Checkpointer {
 /// one always does (a 10-minute run grew a 12 GB log in 3 minutes). The restart checkpoint
 /// makes new readers read the database file and holds new writes for the moment that takes;
 /// the passive pass before it has already copied almost everything.
-fn checkpoint(conn: &Connection, restart_frames: i64) -> rusqlite::Result<()> {
+fn checkpoint(conn: &Connection, restart_frames: i64) -> rusqlite::Result<Pass> {
     let log_frames: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
+    let mut restarted = false;
     if log_frames >= restart_frames {
         // It holds the write lock while it waits for readers: wait briefly, or give up until
         // the next round, rather than stall the writer (SQLite's busy handler backs off in
         // steps of up to 100 ms: a 5 s timeout here cost 330 ms per restart).
         conn.busy_timeout(RESTART_WAIT)?;
-        let restarted = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        // Its first column is 1 when the wait ran out (the writer or a reader was still in the
+        // log): nothing failed, but the log goes on growing until a later round succeeds.
+        let busy = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
+            row.get::<_, i64>(0)
+        });
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        restarted?;
+        restarted = busy? == 0;
     }
-    Ok(())
+    Ok(Pass {
+        frames: log_frames,
+        restarted,
+    })
+}
+
+/// What one checkpoint found and did.
+struct Pass {
+    /// The log's length in frames when the pass began.
+    frames: i64,
+    /// Whether the log was long enough to be started over.
+    restarted: bool,
 }
 
 impl Drop for Checkpointer {
