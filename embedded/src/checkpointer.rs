@@ -102,7 +102,7 @@ fn checkpoint(conn: &Connection, restart_frames: i64) -> rusqlite::Result<Pass> 
 struct Pass {
     /// The log's length in frames when the pass began.
     frames: i64,
-    /// Whether the log was long enough to be started over.
+    /// Whether the log was started over (long enough, and the wait for it did not run out).
     restarted: bool,
 }
 
