@@ -122,11 +122,11 @@ impl Processor {
             | Event::GroupMessageSent { message_id, .. } => *message_id,
             other => return Err(ProcessError::NotAMessage(other.type_name().into())),
         };
-        // A direct message's outcome is appended with its delivery, by a write that fails once
-        // the outcome exists: a redelivery adds nothing without this read. A group message's
-        // deliveries come before its outcome, and the read spares a redelivery all of them.
-        let is_group = matches!(sent.event, Event::GroupMessageSent { .. });
-        if is_group && self.settled(message_id).await? {
+        // Also for a direct message, whose delivery write would refuse a duplicate anyway: a
+        // redelivery is settled by this one read instead of a claim read, an inbox read and a
+        // refused write, which matters when a lagging projector makes the sweep re-enqueue
+        // thousands of settled messages (tried in 61f028b: the queue behind them stalled).
+        if self.settled(message_id).await? {
             return Ok(());
         }
         // One sender's messages reach every inbox in acceptance order, even when an earlier
