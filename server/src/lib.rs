@@ -44,8 +44,8 @@ use std::sync::Arc;
 
 /// How many members of a group the local processor delivers to at a time: the events writer
 /// commits concurrent appends together, so a group of 100 takes one round of commits instead
-/// of seven (the queue stage's p50 lag at 2,000 mixed operations per second went from 32 to
-/// 17 ms).
+/// of seven (the queue stage's p50 lag at 2,000 mixed operations per second went from 32 ms
+/// to 17 and 20 ms in two runs).
 const LOCAL_DELIVERY_CONCURRENCY: usize = 100;
 
 /// Serves the API and runs the background loops until `shutdown` resolves, then lets in-flight
