@@ -4,6 +4,7 @@
 mod auth;
 mod decide;
 mod error;
+mod group_snapshots;
 mod handlers;
 mod idempotency;
 mod inbox_ends;

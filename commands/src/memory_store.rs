@@ -18,6 +18,8 @@ struct State {
     log: Vec<RecordedEvent>,
     /// Event reads (`read_stream`, `last_event`) per stream, for tests that count them.
     reads: BTreeMap<StreamId, usize>,
+    /// Events those reads returned, per stream.
+    events_read: BTreeMap<StreamId, usize>,
     /// Appends refused because a stream had moved on, per stream.
     conflicts: BTreeMap<StreamId, usize>,
     /// `get_claim` calls.
@@ -43,6 +45,12 @@ impl MemoryStore {
     pub fn reads_of(&self, stream: &StreamId) -> usize {
         let state = self.state.lock().expect("lock");
         state.reads.get(stream).copied().unwrap_or(0)
+    }
+
+    /// How many events reads of `stream` returned in all.
+    pub fn events_read_of(&self, stream: &StreamId) -> usize {
+        let state = self.state.lock().expect("lock");
+        state.events_read.get(stream).copied().unwrap_or(0)
     }
 
     /// How many times a claim was read (`get_claim`).
@@ -134,7 +142,7 @@ impl EventStore for MemoryStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let mut state = self.state.lock().expect("lock");
         *state.reads.entry(stream.clone()).or_insert(0) += 1;
-        Ok(state
+        let events: Vec<RecordedEvent> = state
             .streams
             .get(stream)
             .map(|events| {
@@ -146,13 +154,17 @@ impl EventStore for MemoryStore {
                     .cloned()
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default();
+        *state.events_read.entry(stream.clone()).or_insert(0) += events.len();
+        Ok(events)
     }
 
     async fn last_event(&self, stream: &StreamId) -> Result<Option<RecordedEvent>, StoreError> {
         let mut state = self.state.lock().expect("lock");
         *state.reads.entry(stream.clone()).or_insert(0) += 1;
-        Ok(state.streams.get(stream).and_then(|e| e.last().cloned()))
+        let last = state.streams.get(stream).and_then(|e| e.last().cloned());
+        *state.events_read.entry(stream.clone()).or_insert(0) += usize::from(last.is_some());
+        Ok(last)
     }
 
     async fn get_claim(&self, key: &str) -> Result<Option<Value>, StoreError> {

@@ -3,7 +3,8 @@
 //! its outcome (or its per-recipient deliveries) already recorded and adds nothing.
 
 use crate::decide::delivery::{decide_direct, decide_group, Delivery};
-use crate::decide::{BlockersState, GroupState};
+use crate::decide::BlockersState;
+use crate::group_snapshots;
 use crate::inbox_ends::InboxEnds;
 use crate::inbox_locks::InboxLocks;
 use messaging_events::{
@@ -246,11 +247,13 @@ impl Processor {
                 blocks_version,
                 ..
             } => {
-                let group_events = self
-                    .store
-                    .read_stream(&StreamId::group(*group_id), 0, Some(*group_version))
-                    .await?;
-                let group = GroupState::from_events(group_events.iter().map(|e| &e.event));
+                let (_, group) = group_snapshots::load(
+                    self.store.as_ref(),
+                    *group_id,
+                    *group_version,
+                    Some(*group_version),
+                )
+                .await?;
                 let blockers = self.blockers(*sender, *blocks_version).await?;
                 let message = Message {
                     message_id,

@@ -67,15 +67,7 @@ fn harness() -> Harness {
     let store = Arc::new(MemoryStore::default());
     let direct = Arc::new(MemoryQueue::default());
     let group = Arc::new(MemoryQueue::default());
-    let handlers = CommandHandlers::new(Dependencies {
-        store: store.clone(),
-        read: Arc::new(NoReads),
-        direct_queue: direct.clone(),
-        group_queue: group.clone(),
-        clock: Arc::new(SystemClock),
-        limits: Limits::default(),
-        dispatch: Dispatch::Enqueue,
-    });
+    let handlers = handlers_over(&store, &direct, &group);
     let processor = Processor::new(store.clone());
     Harness {
         store,
@@ -84,6 +76,23 @@ fn harness() -> Harness {
         handlers,
         processor,
     }
+}
+
+/// Handlers as a process builds them (another process's, when called again).
+fn handlers_over(
+    store: &Arc<MemoryStore>,
+    direct: &Arc<MemoryQueue>,
+    group: &Arc<MemoryQueue>,
+) -> CommandHandlers {
+    CommandHandlers::new(Dependencies {
+        store: store.clone(),
+        read: Arc::new(NoReads),
+        direct_queue: direct.clone(),
+        group_queue: group.clone(),
+        clock: Arc::new(SystemClock),
+        limits: Limits::default(),
+        dispatch: Dispatch::Enqueue,
+    })
 }
 
 impl Harness {
@@ -874,4 +883,139 @@ async fn a_group_message_is_delivered_to_as_many_members_at_once_as_the_processo
             assert_eq!(h.inbox(*member), vec!["all"]);
         }
     }
+}
+
+/// Adds and removes `user` in turn, `changes` times (starting with an add).
+async fn churn(h: &Harness, admin: UserId, group: GroupId, user: UserId, changes: usize) {
+    for change in 0..changes {
+        membership(h, admin, group, user, change % 2 == 0)
+            .await
+            .expect("membership changed");
+    }
+}
+
+#[tokio::test]
+async fn given_a_group_with_a_long_membership_history_then_a_group_message_reads_only_its_tail() {
+    let h = harness();
+    let (admin, stayer, comer) = (h.user().await, h.user().await, h.user().await);
+    let group = create_group(&h, admin, &[stayer]).await;
+    // Version 251: the snapshot at 200, then 51 changes; `comer` was removed last.
+    churn(&h, admin, group, comer, 250).await;
+    let stream = StreamId::group(group);
+    let before = h.store.events_read_of(&stream);
+
+    send_group(&h, admin, group, "hello")
+        .await
+        .expect("accepted");
+    h.process_all().await;
+
+    // The handler and the processor each read the 51 events after the snapshot, not 251.
+    assert_eq!(h.store.events_read_of(&stream) - before, 2 * 51);
+    assert_eq!(h.inbox(stayer), vec!["hello"]);
+    assert!(h.inbox(comer).is_empty());
+
+    // Another process, which has never seen the group, first asks where its stream ends.
+    let other = handlers_over(&h.store, &h.direct, &h.group);
+    let before = h.store.events_read_of(&stream);
+    let body = SendGroupMessage {
+        sender_id: admin.to_string(),
+        group_id: group.to_string(),
+        message: "from elsewhere".into(),
+    };
+    other
+        .send_group_message(admin, body, None)
+        .await
+        .expect("accepted");
+    assert!(h.store.events_read_of(&stream) - before <= 1 + 51);
+}
+
+#[tokio::test]
+async fn given_a_message_accepted_before_a_snapshot_then_it_is_delivered_as_of_its_acceptance() {
+    let h = harness();
+    let (admin, stayer, comer) = (h.user().await, h.user().await, h.user().await);
+    let group = create_group(&h, admin, &[stayer]).await;
+    churn(&h, admin, group, comer, 198).await; // version 199, `comer` out
+    send_group(&h, admin, group, "before")
+        .await
+        .expect("accepted");
+    // Version 200 (snapshotted) removes `stayer`, 201 brings `comer` back.
+    membership(&h, admin, group, stayer, false)
+        .await
+        .expect("removed");
+    membership(&h, admin, group, comer, true)
+        .await
+        .expect("added");
+    send_group(&h, admin, group, "after")
+        .await
+        .expect("accepted");
+
+    h.process_all().await;
+
+    assert_eq!(h.inbox(stayer), vec!["before"]);
+    assert_eq!(h.inbox(comer), vec!["after"]);
+    assert!(matches!(
+        send_group(&h, stayer, group, "still here?").await,
+        Err(CommandError::Forbidden(_))
+    ));
+}
+
+#[tokio::test]
+async fn given_a_group_history_written_without_snapshots_then_it_is_folded_from_its_start() {
+    let h = harness();
+    let (admin, stayer, comer) = (h.user().await, h.user().await, h.user().await);
+    let group = create_group(&h, admin, &[stayer]).await;
+    // 150 changes appended as an older build did: no snapshot claim at 100.
+    let stream = StreamId::group(group);
+    for version in 1..151u64 {
+        let event = if version % 2 == 1 {
+            Event::MemberAdded {
+                group_id: group,
+                user_id: comer,
+                by: admin,
+            }
+        } else {
+            Event::MemberRemoved {
+                group_id: group,
+                user_id: comer,
+                by: admin,
+            }
+        };
+        let request = AppendRequest::single(stream.clone(), version, vec![NewEvent::new(event)]);
+        h.store.append(request).await.expect("appended");
+    }
+    // Version 151: `comer` is out. Twice, so that the second send knows the version.
+    send_group(&h, admin, group, "one").await.expect("accepted");
+    send_group(&h, admin, group, "two").await.expect("accepted");
+    h.process_all().await;
+
+    assert_eq!(h.inbox(stayer), vec!["one", "two"]);
+    assert!(h.inbox(comer).is_empty());
+}
+
+#[tokio::test]
+async fn given_two_changes_racing_for_a_snapshot_version_then_both_apply() {
+    let h = harness();
+    let (admin, comer, first, second) = (
+        h.user().await,
+        h.user().await,
+        h.user().await,
+        h.user().await,
+    );
+    let group = create_group(&h, admin, &[]).await;
+    churn(&h, admin, group, comer, 98).await; // version 99: the next change is snapshotted
+
+    let (a, b) = tokio::join!(
+        membership(&h, admin, group, first, true),
+        membership(&h, admin, group, second, true)
+    );
+    a.expect("first added");
+    b.expect("second added");
+    send_group(&h, admin, group, "both")
+        .await
+        .expect("accepted");
+    h.process_all().await;
+
+    assert_eq!(h.inbox(first), vec!["both"]);
+    assert_eq!(h.inbox(second), vec!["both"]);
+    assert!(h.store.conflicts_on(&StreamId::group(group)) >= 1);
 }

@@ -151,6 +151,42 @@ async fn a_removed_member_cannot_send_and_stops_receiving_until_readded() {
     srv.send_group(&b, &g, "B can send again").await;
 }
 
+/// Every 100th version of a group's stream stores the group's state (a claim taken with the
+/// change that reaches it), and loading starts there: membership as of a message's acceptance
+/// must hold across it, through every backend's claims.
+#[tokio::test]
+async fn membership_holds_across_a_groups_snapshot() {
+    let srv = TestServer::spawn();
+    let a = srv.register().await;
+    let b = srv.register().await;
+    let c = srv.register().await;
+    let g = srv.create_group(&a, "churn", &[&b.id]).await;
+    // Version 1 + 104 changes: past the snapshot at 100, with C out at the end.
+    for change in 0..104 {
+        if change % 2 == 0 {
+            srv.add_member(&a, &g, &c.id).await;
+        } else {
+            srv.remove_member(&a, &g, &c.id).await;
+        }
+    }
+
+    let out = srv.send_group(&a, &g, "C is out").await;
+    srv.collect_new_until(&b, std::slice::from_ref(&out)).await;
+    let r = srv.try_send_group(&c, &g, "let me in").await;
+    assert_problem(
+        &r,
+        &[403],
+        &["forbidden"],
+        "removed member sends after the snapshot",
+    );
+    srv.add_member(&a, &g, &c.id).await;
+    let back = srv.send_group(&a, &g, "C is back").await;
+
+    let got = srv.collect_new_until(&c, std::slice::from_ref(&back)).await;
+    assert!(!ids(&got).contains(&out), "C got a message sent while out");
+    srv.collect_new_until(&b, std::slice::from_ref(&back)).await;
+}
+
 #[tokio::test]
 async fn a_non_member_cannot_send_and_nothing_is_written() {
     let srv = TestServer::spawn();

@@ -4,8 +4,8 @@ use super::DomainError;
 use messaging_events::{Event, GroupId, UserId};
 use std::collections::BTreeSet;
 
-/// A group as folded from its stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A group as folded from its stream (and stored as such in its snapshots).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupState {
     /// The admin, once the group is created.
     pub admin: Option<UserId>,

@@ -1,5 +1,6 @@
 use super::{contended, parse_user, require_self, Appended, CommandHandlers, MAX_ATTEMPTS};
 use crate::decide::group::{decide_add, decide_create, decide_remove, GroupState};
+use crate::group_snapshots::snapshots_for;
 use crate::idempotency::Idempotency;
 use crate::{CommandError, CreateGroup, Done, GroupCreatedResponse, GroupMember};
 use messaging_events::{AppendRequest, Event, GroupId, GroupName, NewEvent, StreamId, UserId};
@@ -58,7 +59,10 @@ impl CommandHandlers {
             events.into_iter().map(NewEvent::new).collect(),
         );
         match self.commit(request, idem.as_ref(), &response).await? {
-            Appended::Committed(_) => {
+            Appended::Committed(recorded) => {
+                if let Some(last) = recorded.last() {
+                    self.known_groups.saw(group_id, last.version);
+                }
                 tracing::info!(%group_id, creator_id = %creator, "group created");
                 Ok(response)
             }
@@ -111,8 +115,7 @@ impl CommandHandlers {
         let stream = StreamId::group(group_id);
         let mut checked_user = false;
         for _ in 0..MAX_ATTEMPTS {
-            let (version, events) = self.read(&stream).await?;
-            let state = GroupState::from_events(&events);
+            let (version, state) = self.group(group_id).await?;
             let max = self.deps.limits.max_group_members;
             let new_events = match command {
                 MembershipCommand::Add => decide_add(&state, group_id, actor, user, max)?,
@@ -123,17 +126,23 @@ impl CommandHandlers {
                 self.require_users(&[user]).await?;
                 checked_user = true;
             }
+            let reached = version + new_events.len() as u64;
             let request = if new_events.is_empty() {
                 AppendRequest::default()
             } else {
-                AppendRequest::single(
-                    stream.clone(),
-                    version,
-                    new_events.into_iter().map(NewEvent::new).collect(),
-                )
+                let snapshots = snapshots_for(group_id, &state, version, &new_events);
+                AppendRequest {
+                    claims: snapshots,
+                    ..AppendRequest::single(
+                        stream.clone(),
+                        version,
+                        new_events.into_iter().map(NewEvent::new).collect(),
+                    )
+                }
             };
             match self.commit(request, idem.as_ref(), &Done::ok()).await? {
                 Appended::Committed(_) => {
+                    self.known_groups.saw(group_id, reached);
                     tracing::info!(%group_id, user_id = %user, actor = %actor, endpoint, "membership changed");
                     return Ok(Done::ok());
                 }

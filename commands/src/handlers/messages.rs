@@ -1,7 +1,7 @@
 use super::{
     contended, parse_user, require_self, Appended, CommandHandlers, Dispatch, MAX_ATTEMPTS,
 };
-use crate::decide::group::{decide_send, GroupState};
+use crate::decide::group::decide_send;
 use crate::idempotency::Idempotency;
 use crate::{Accepted, CommandError, SendGroupMessage, SendMessage};
 use messaging_events::{
@@ -90,8 +90,8 @@ impl CommandHandlers {
         };
         let group_stream = StreamId::group(group_id);
         for _ in 0..MAX_ATTEMPTS {
-            let (group_version, events) = self.read(&group_stream).await?;
-            decide_send(&GroupState::from_events(&events), sender)?;
+            let (group_version, group) = self.group(group_id).await?;
+            decide_send(&group, sender)?;
             let pinned = self.pin(sender).await?;
             let event = Event::GroupMessageSent {
                 message_id,

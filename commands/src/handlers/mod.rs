@@ -8,11 +8,13 @@ mod reads;
 mod register;
 mod tokens;
 
+use crate::decide::GroupState;
+use crate::group_snapshots::{self, KnownVersions};
 use crate::idempotency::Idempotency;
 use crate::CommandError;
 use messaging_events::{
-    AppendError, AppendRequest, Clock, Event, EventStore, Limits, RecordedEvent, StreamId, UserId,
-    WorkQueue,
+    AppendError, AppendRequest, Clock, Event, EventStore, GroupId, Limits, RecordedEvent, StreamId,
+    UserId, WorkQueue,
 };
 use messaging_projections::{Queries, ReadStore};
 use serde::de::DeserializeOwned;
@@ -64,6 +66,8 @@ pub enum Dispatch {
 pub struct CommandHandlers {
     deps: Dependencies,
     queries: Queries,
+    /// Where group streams had got to when last seen, to start loading from their snapshots.
+    known_groups: Arc<KnownVersions>,
 }
 
 /// The result of one append attempt.
@@ -80,7 +84,11 @@ impl CommandHandlers {
     /// Handlers over the given ports.
     pub fn new(deps: Dependencies) -> Self {
         let queries = Queries::new(deps.read.clone());
-        Self { deps, queries }
+        Self {
+            deps,
+            queries,
+            known_groups: Arc::default(),
+        }
     }
 
     /// The configured limits.
@@ -123,6 +131,24 @@ impl CommandHandlers {
         Ok((version, events.into_iter().map(|e| e.event).collect()))
     }
 
+    /// A group's current state and version, loaded from its latest snapshot.
+    async fn group(&self, group: GroupId) -> Result<(u64, GroupState), CommandError> {
+        let mut known = self.known_groups.get(group);
+        if known == 0 {
+            // Once per group and process: where the stream is, so that even the first load
+            // starts from a snapshot instead of the group's first event.
+            known = self
+                .deps
+                .store
+                .stream_version(&StreamId::group(group))
+                .await?;
+        }
+        let (version, state) =
+            group_snapshots::load(self.deps.store.as_ref(), group, known, None).await?;
+        self.known_groups.saw(group, version);
+        Ok((version, state))
+    }
+
     /// The response stored for an idempotency key, if the request ran already.
     async fn replayed<T: DeserializeOwned>(
         &self,
@@ -151,6 +177,11 @@ impl CommandHandlers {
         match self.deps.store.append(request).await {
             Ok(recorded) => Ok(Appended::Committed(recorded)),
             Err(AppendError::Conflict { .. }) => {
+                back_off().await;
+                Ok(Appended::Retry)
+            }
+            // Only the append that takes a group's stream to the snapshot's version takes it.
+            Err(AppendError::ClaimTaken { key, .. }) if group_snapshots::is_snapshot_key(&key) => {
                 back_off().await;
                 Ok(Appended::Retry)
             }
