@@ -166,8 +166,13 @@ mod tests {
             by: admin,
         };
 
-        let at_the_mark = snapshots_for(group, &state, SNAPSHOT_EVERY - 1, &[added.clone()]);
-        let elsewhere = snapshots_for(group, &state, SNAPSHOT_EVERY, &[added.clone()]);
+        let at_the_mark = snapshots_for(
+            group,
+            &state,
+            SNAPSHOT_EVERY - 1,
+            std::slice::from_ref(&added),
+        );
+        let elsewhere = snapshots_for(group, &state, SNAPSHOT_EVERY, std::slice::from_ref(&added));
 
         assert_eq!(at_the_mark.len(), 1);
         assert_eq!(at_the_mark[0].key, snapshot_key(group, SNAPSHOT_EVERY));
