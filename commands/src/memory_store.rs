@@ -27,6 +27,24 @@ struct State {
     /// Appends under way, and the most there ever were at once.
     appending: usize,
     most_appending: usize,
+    /// Whether a refused append names a taken claim before a moved stream (the port promises
+    /// no order between them).
+    claims_first: bool,
+    /// Appends refused because a claim was taken.
+    claims_refused: usize,
+}
+
+/// The first claim of `request` that is taken already, as the append's error.
+fn taken_claim(state: &State, request: &AppendRequest) -> Option<AppendError> {
+    request.claims.iter().find_map(|claim| {
+        state
+            .claims
+            .get(&claim.key)
+            .map(|existing| AppendError::ClaimTaken {
+                key: claim.key.clone(),
+                existing: existing.clone(),
+            })
+    })
 }
 
 /// Events in maps behind a mutex.
@@ -36,6 +54,14 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// A store that, when an append breaks both a claim and a stream's version, reports the
+    /// claim (the real adapters report the stream; the port allows either).
+    pub fn reporting_claims_first() -> Self {
+        let store = Self::default();
+        store.state.lock().expect("lock").claims_first = true;
+        store
+    }
+
     /// Every event in append order.
     pub fn log(&self) -> Vec<RecordedEvent> {
         self.state.lock().expect("lock").log.clone()
@@ -51,6 +77,11 @@ impl MemoryStore {
     pub fn events_read_of(&self, stream: &StreamId) -> usize {
         let state = self.state.lock().expect("lock");
         state.events_read.get(stream).copied().unwrap_or(0)
+    }
+
+    /// How many appends were refused because a claim they take was taken.
+    pub fn claims_refused(&self) -> usize {
+        self.state.lock().expect("lock").claims_refused
     }
 
     /// How many times a claim was read (`get_claim`).
@@ -84,6 +115,12 @@ impl EventStore for MemoryStore {
         tokio::task::yield_now().await;
         let mut state = self.state.lock().expect("lock");
         state.appending -= 1;
+        if state.claims_first {
+            if let Some(taken) = taken_claim(&state, &request) {
+                state.claims_refused += 1;
+                return Err(taken);
+            }
+        }
         let version =
             |s: &State, stream: &StreamId| s.streams.get(stream).map_or(0, Vec::len) as u64;
         for append in &request.appends {
@@ -101,13 +138,9 @@ impl EventStore for MemoryStore {
                 });
             }
         }
-        for claim in &request.claims {
-            if let Some(existing) = state.claims.get(&claim.key) {
-                return Err(AppendError::ClaimTaken {
-                    key: claim.key.clone(),
-                    existing: existing.clone(),
-                });
-            }
+        if let Some(taken) = taken_claim(&state, &request) {
+            state.claims_refused += 1;
+            return Err(taken);
         }
         let mut written = Vec::new();
         for append in request.appends {

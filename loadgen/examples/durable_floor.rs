@@ -46,7 +46,7 @@ const ROW_BYTES: usize = 300;
 /// How much work one request does.
 #[derive(Clone, Copy, Debug)]
 struct Shape {
-    /// Whether rows are indexed by their random key (else appended at the table's end only).
+    /// Whether rows are indexed by their key (else appended at the table's end only).
     indexed: bool,
     /// Keys start with one of this many user ids, as inbox rows and stream events do (0: every
     /// key a random UUID).
